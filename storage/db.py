@@ -1,0 +1,98 @@
+"""A TinyDB database whose every write is atomic, shared by the stores.
+
+Writes go to a temporary file that is flushed, fsynced and renamed over the
+database, so a crash at any moment leaves either the old or the new file,
+never a torn one. One lock serialises all access from every thread.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+from tinydb.table import Table
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that replaces its file atomically on every write."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._data: dict[str, dict[str, Any]] | None = None
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        if self._data is None:
+            self._data = self._load()
+        return copy.deepcopy(self._data)
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+        fd, tmp = tempfile.mkstemp(prefix=".db-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.path.parent)
+        self._data = copy.deepcopy(data)
+
+    def close(self) -> None:
+        self._data = None
+
+    def _load(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        if not text.strip():
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            broken = self.path.with_suffix(".corrupt")
+            os.replace(self.path, broken)
+            log.error("Database %s was unreadable; moved it to %s", self.path, broken)
+            return None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Database:
+    """The bot's database: TinyDB over atomic storage, behind one lock."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._db = TinyDB(self.path, storage=AtomicJSONStorage)
+
+    def run(self, table: str, action: Callable[[Table], T]) -> T:
+        """Run `action` on a table while holding the database lock."""
+        with self._lock:
+            return action(self._db.table(table, cache_size=0))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
