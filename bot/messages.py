@@ -40,3 +40,14 @@ class Outbound:
     approval: bool = False
     attachment: str | None = None
     attachment_name: str = ""
+
+
+def render_plain(out: Outbound) -> str:
+    """The text of `out` for channels without buttons: options as a numbered list."""
+    if not out.options:
+        return out.text
+    if out.approval:
+        return f"{out.text}\nReply yes or no."
+    lines = [out.text, *(f"{n}. {option}" for n, option in enumerate(out.options, 1))]
+    lines.append("Reply with a number or your own answer.")
+    return "\n".join(lines)

@@ -51,6 +51,7 @@ class Job:
     test_result: str = ""
     files_changed: int = 0
     followups: list[str] = field(default_factory=list)
+    next_prompt: str = ""
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     updated_at: float = field(default_factory=time.time)
