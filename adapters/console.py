@@ -19,7 +19,9 @@ class ConsoleAdapter(Adapter):
 
     name = "console"
 
-    def __init__(self, hub: Hub, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, hub: Hub, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
+    ) -> None:
         super().__init__(hub)
         self.stdin = stdin
         self.stdout = stdout

@@ -45,7 +45,9 @@ def main() -> None:
 @main.command()
 @config_option
 @click.option("--host", default=None, help="Address to listen on.")
-@click.option("--port", type=int, default=None, help="Port (default: $PORT, then 8000).")
+@click.option(
+    "--port", type=int, default=None, help="Port (default: $PORT, then 8000)."
+)
 def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
     """Run the bot: channels, webhooks, the local web chat and the jobs."""
     config = _load(config_path)
@@ -63,20 +65,9 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
 async def _serve(config: Config, host: str, port: int) -> None:
     import waitress
 
-    from adapters.web import WebChatAdapter
     from bot.web import create_app
 
-    engine = Engine(config)
-    engine.add_adapter(WebChatAdapter(engine))
-    if config.telegram.enabled:
-        from adapters.telegram import TelegramAdapter
-
-        engine.add_adapter(TelegramAdapter(engine))
-    if config.whatsapp.enabled:
-        from adapters.whatsapp import WhatsAppAdapter
-
-        engine.add_adapter(WhatsAppAdapter(engine))
-
+    engine = Engine.for_serve(config)
     await engine.start()
     server = waitress.create_server(create_app(engine), host=host, port=port, threads=8)
     threading.Thread(target=server.run, name="http", daemon=True).start()
@@ -149,7 +140,9 @@ def jobs(config_path: Path | None) -> None:
     if not rows:
         click.echo("No jobs yet.")
         return
-    click.echo(f"{'ID':>4}  {'STATE':<18}  {'JOB':<32}  {'BRANCH / PR':<40}  {'COST':>6}  AGE")
+    click.echo(
+        f"{'ID':>4}  {'STATE':<18}  {'JOB':<32}  {'BRANCH / PR':<40}  {'COST':>6}  AGE"
+    )
     now = time.time()
     for job in reversed(rows):
         where = job.pr_url or job.branch
@@ -184,7 +177,9 @@ def doctor(config_path: Path | None) -> None:
         click.echo(f"{mark}  {check.name}: {check.detail}")
         failures += not check.ok
     if failures:
-        click.echo(f"{failures} check(s) failed; fix them and run swarmbot doctor again.")
+        click.echo(
+            f"{failures} check(s) failed; fix them and run swarmbot doctor again."
+        )
         sys.exit(1)
     click.echo("All good.")
 

@@ -184,7 +184,7 @@ _FIX_BARE = _re(rf"{_FIX}\s+{_ISSUE}(?:\s+{_PREP})?")
 _FIX_PROSE = _re(rf"(?P<task>{_FIX}\s+.+?)\s+(?:in|on|for)\s+{_REPO_REF}")
 
 _STATUS = _re(
-    rf"(?:status|state|jobs|ps|queue|list(?:\s+jobs)?|job\s+list)"
+    rf"(?:status|jobs|ps|list(?:\s+jobs)?|job\s+list)"
     rf"(?:\s+(?:of|for|on))?(?:\s*{_JOB})?"
 )
 _JOB_ONLY = _re(rf"job\s*#?\s*{_N}")
@@ -198,7 +198,9 @@ _JOB_COMMANDS = tuple(
     (kind, _re(rf"(?:{verbs})(?:\s+(?:of|for|on))?\s*{_JOB}"))
     for kind, verbs in _JOB_VERBS
 )
-_REPOS = _re(r"(?:(?:list|show|me|my|all|the|your)\s+)*(?:repos?|repositories|projects)")
+_REPOS = _re(
+    r"(?:(?:list|show|me|my|all|the|your)\s+)*(?:repos?|repositories|projects)"
+)
 _HELP = _re(r"help(?:\s+me)?|\?|commands|usage|what\s+can\s+you\s+do")
 _START = _re(r"start|menu")
 _OPTION = _re(rf"(?:(?:option|choice|number|nr\.?)\s*)?#?\s*{_N}[.)!]?")
@@ -213,17 +215,18 @@ _SEPARATOR = re.compile(r"[\s:,;\u2013\u2014-]*")
 _FIRST_WORD = _re(r"[a-z][a-z-]*(?![a-z0-9_])")
 
 _TAIL_WORDS = ("please", "pls", "plz", "thanks", "thank you", "thx")
-_STOP = frozenset(
-    "a an the in on for at from to of it this that my your repo repository "
-    "project issue issues bug ticket number job please fact short general "
-    "addition particular theory practice total summary brief case".split()
-)
+_STOP_WORDS = """
+a an the in on for at from to of it this that my your repo repository project
+issue issues bug ticket number job please fact short general addition
+particular theory practice total summary brief case
+"""
+_STOP = frozenset(_STOP_WORDS.split())
 
 #: Command words (and synonyms) for misspelling suggestions -> USAGE key.
 _VOCAB: dict[str, str] = {
     **dict.fromkeys(("fix", "resolve", "solve", "close", "address"), "fix"),
     **dict.fromkeys(("tackle", "work"), "fix"),
-    **dict.fromkeys(("status", "jobs", "job", "queue"), "status"),
+    **dict.fromkeys(("status", "jobs", "job"), "status"),
     **dict.fromkeys(("logs", "log", "output", "tail"), "logs"),
     **dict.fromkeys(("diff", "changes"), "diff"),
     **dict.fromkeys(("cancel", "stop", "abort", "kill"), "cancel"),
@@ -231,7 +234,7 @@ _VOCAB: dict[str, str] = {
     **dict.fromkeys(("followup", "follow"), "followup"),
     **dict.fromkeys(("answer", "reply"), "answer"),
     **dict.fromkeys(("repos", "repo", "repositories", "projects"), "repos"),
-    **dict.fromkeys(("help", "commands", "usage"), "help"),
+    **dict.fromkeys(("help", "commands"), "help"),
 }
 
 
@@ -252,6 +255,8 @@ def parse(text: str, *, repos: Iterable[str] = ()) -> Command:
     core, slash = _strip_lead(s)
     if not core:
         return Unknown(s)
+    if not core.strip("?"):
+        return Help()
     found = _free_text(core, s, repos)
     if found is None and len(core) <= _SHORT:
         found = _fixed(_tidy(core), s, slash)
@@ -329,8 +334,10 @@ def _number(digits: str) -> int | None:
 
 def _repo_ok(repo: str) -> bool:
     """Tell whether a captured token can name a repo (not "in", "the", "42")."""
-    return repo.isascii() and any(c.isalpha() for c in repo) and (
-        repo.lower() not in _STOP
+    return (
+        repo.isascii()
+        and any(c.isalpha() for c in repo)
+        and (repo.lower() not in _STOP)
     )
 
 
@@ -390,7 +397,8 @@ def _free_text(core: str, s: str, repos: Iterable[str]) -> Command | None:
         rest = core[m.end() :]
         if not rest or rest[0].isspace() or rest[0] in ":,;-\u2013\u2014":
             job = _number(m["n"])
-            text = rest[_SEPARATOR.match(rest[:_SCAN]).end() :].strip()  # type: ignore[union-attr]
+            sep = _SEPARATOR.match(rest[:_SCAN])
+            text = rest[sep.end() if sep else 0 :].strip()
             if job is None or not text:
                 shown = job if job is not None else "<job>"
                 return Unknown(s, f"followup {shown}: <text>")
@@ -449,11 +457,11 @@ def _fixed(head: str, s: str, slash: bool) -> Command | None:
         return Repos()
     if _HELP.fullmatch(head) or (slash and _START.fullmatch(head)):
         return Help()
-    m = _OPTION.fullmatch(head)
-    if m and not head.startswith("#"):
-        return Answer(m["n"])
     if head.startswith("#"):
-        return None
+        return None  # "#7" alone: an issue, a job or an option? Don't guess.
+    m = _OPTION.fullmatch(head)
+    if m:
+        return Answer(m["n"])
     m = _STATUS.fullmatch(head) or _JOB_ONLY.fullmatch(head)
     if m:
         if m["n"] is None:
@@ -485,7 +493,8 @@ def _fix(head: str, s: str) -> Command | None:
         return Unknown(s, f"fix #{issue or '<issue>'} in <repo>")
     m = _FIX_PROSE.fullmatch(head)
     if m and _repo_ok(m["repo"]):
-        return Unknown(s, f"in {m['repo']}: {m['task']}"[: _SUGGEST_MAX * 3])
+        hint = f"in {m['repo']}: {m['task']}"
+        return Unknown(s, hint if len(hint) <= _SUGGEST_MAX else USAGE["task"])
     return None
 
 
@@ -499,7 +508,10 @@ def _suggest(core: str, repos: Iterable[str]) -> str:
         return USAGE[_VOCAB[word]]
     if len(word) < 3:
         return ""
-    best = closest(word, _VOCAB, cutoff=0.7)
+    # Typos rarely hit the first letter; requiring it avoids odd suggestions.
+    alike = [known for known in _VOCAB if known[0] == word[0]]
+    swapped = [known for known in alike if sorted(known) == sorted(word)]
+    best = swapped[0] if swapped else closest(word, alike, cutoff=0.7)
     if best is None:
         return ""
     fixed = parse(best + core[m.end() :], repos=repos)

@@ -69,6 +69,7 @@ class WhatsAppConfig:
     allowed_numbers: list[str] = field(default_factory=list)
     api_url: str = ""
     content_sid: str = ""
+    content_variables: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -145,13 +146,16 @@ def expand_env(value: Any) -> Any:
     return value
 
 
-def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) -> Config:
+def parse_config(
+    raw: dict[str, Any], base_dir: Path, path: Path | None = None
+) -> Config:
     """Build and validate a Config from a parsed TOML tree."""
     known = {"bot", "agent", "verify", "telegram", "whatsapp", "github", "repos"}
     for section in raw:
         if section not in known:
             raise ConfigError(
-                f"Unknown section [{section}]. Known sections: {', '.join(sorted(known))}."
+                f"Unknown section [{section}]. "
+                f"Known sections: {', '.join(sorted(known))}."
             )
 
     bot = _section(raw, "bot", BotConfig, {"data_dir": "data"})

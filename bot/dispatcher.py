@@ -40,7 +40,11 @@ class Dispatcher:
         try:
             await self._handle(message)
         except Exception:
-            log.exception("Failed to handle a %s message from %s", message.channel, message.sender_id)
+            log.exception(
+                "Failed to handle a %s message from %s",
+                message.channel,
+                message.sender_id,
+            )
             await self.reply(message, "Something went wrong on my side; it is logged.")
 
     async def reply(self, message: Message, text: str, **fields) -> str | None:
@@ -53,7 +57,11 @@ class Dispatcher:
             await self._refuse(message)
             return
         if len(message.text) > MAX_TEXT:
-            log.warning("Rejected a %s-character message from %s", len(message.text), message.sender_id)
+            log.warning(
+                "Rejected a %s-character message from %s",
+                len(message.text),
+                message.sender_id,
+            )
             await self.reply(
                 message,
                 f"That message is too long ({len(message.text)} characters). "
@@ -65,7 +73,9 @@ class Dispatcher:
             await self._answer_question(message, message.question_id, message.text)
             return
         if message.reply_to:
-            sent = self.storage.conversations.find_sent(message.channel, message.reply_to)
+            sent = self.storage.conversations.find_sent(
+                message.channel, message.reply_to
+            )
             if sent and sent.get("question_id"):
                 await self._answer_question(message, sent["question_id"], message.text)
                 return
@@ -118,7 +128,9 @@ class Dispatcher:
             case cmd.Retry(job=job_id):
                 await self._with_job(message, job_id, self._retry)
             case cmd.Followup(job=job_id, text=text):
-                await self._with_job(message, job_id, lambda m, j: self._followup(m, j, text))
+                await self._with_job(
+                    message, job_id, lambda m, j: self._followup(m, j, text)
+                )
             case cmd.Answer(text=text, job=job_id):
                 await self._answer(message, text, job_id)
             case cmd.Repos():
@@ -130,7 +142,10 @@ class Dispatcher:
                     await self._answer(message, text, None)
                     return
                 hint = f' Did you mean "{suggestion}"?' if suggestion else ""
-                await self.reply(message, f"I did not understand that.{hint} Send help for the commands.")
+                await self.reply(
+                    message,
+                    f"I did not understand that.{hint} Send help for the commands.",
+                )
 
     # Starting work
 
@@ -156,11 +171,18 @@ class Dispatcher:
         await self._queue(message, job, "fixing" if issue is not None else "working on")
 
     async def _create_job(
-        self, message: Message, repo: RepoConfig, issue: int | None, task: str, title: str
+        self,
+        message: Message,
+        repo: RepoConfig,
+        issue: int | None,
+        task: str,
+        title: str,
     ) -> Job:
         async with self._create_lock:
             try:
-                taken = await asyncio.to_thread(self.engine.workspaces.taken_branches, repo)
+                taken = await asyncio.to_thread(
+                    self.engine.workspaces.taken_branches, repo
+                )
             except WorkspaceError:
                 taken = set()
             taken |= self.storage.jobs.branches(repo.name)
@@ -178,8 +200,21 @@ class Dispatcher:
 
     async def _queue(self, message: Message, job: Job, verb: str) -> None:
         ahead = self.engine.scheduler.submit(job)
-        where = "started" if ahead is None else f"queued, {ahead + 1} ahead" if ahead else "queued, next up"
-        log.info("Job %s: %s %s for %s:%s", job.id, verb, job.label, message.channel, message.sender_id)
+        where = (
+            "started"
+            if ahead is None
+            else f"queued, {ahead + 1} ahead"
+            if ahead
+            else "queued, next up"
+        )
+        log.info(
+            "Job %s: %s %s for %s:%s",
+            job.id,
+            verb,
+            job.label,
+            message.channel,
+            message.sender_id,
+        )
         await self.reply(
             message,
             f"Job {job.id}: {verb} {job.label} on branch {job.branch} ({where}).",
@@ -190,8 +225,13 @@ class Dispatcher:
     def _unknown_repo(self, name: str) -> str:
         names = sorted(self.config.repos)
         if not names:
-            return f"I don't know {name}: no repos are configured. Add one under [repos] in the config."
-        guess = cmd.closest(name, names + [r.github for r in self.config.repos.values() if r.github])
+            return (
+                f"I don't know {name}: no repos are configured. "
+                "Add one under [repos] in the config."
+            )
+        guess = cmd.closest(
+            name, names + [r.github for r in self.config.repos.values() if r.github]
+        )
         hint = f' Did you mean "{guess}"?' if guess else ""
         return f"I don't know the repo {name}.{hint} Configured: {', '.join(names)}."
 
@@ -200,7 +240,9 @@ class Dispatcher:
     async def _with_job(self, message: Message, job_id: int, action) -> None:
         job = self.storage.jobs.get(job_id)
         if job is None:
-            await self.reply(message, f"There is no job {job_id}. Send status for the list.")
+            await self.reply(
+                message, f"There is no job {job_id}. Send status for the list."
+            )
             return
         await action(message, job)
 
@@ -216,11 +258,16 @@ class Dispatcher:
 
     async def _status_one(self, message: Message, job: Job) -> None:
         lines = [f"Job {job.id}: {job.label}", f"State: {job.state}"]
-        if job.state == QUEUED and (position := self.engine.scheduler.position(job.id)) is not None:
+        if (
+            job.state == QUEUED
+            and (position := self.engine.scheduler.position(job.id)) is not None
+        ):
             lines.append(f"Queue: {position} ahead")
         lines.append(f"Branch: {job.branch}")
         if job.started_at:
-            lines.append(f"Time: {format_duration(job.duration)} · cost ${job.cost_usd:.2f}")
+            lines.append(
+                f"Time: {format_duration(job.duration)} · cost ${job.cost_usd:.2f}"
+            )
         if job.test_result:
             lines.append(f"Tests: {job.test_result}")
         if job.pr_url:
@@ -256,12 +303,16 @@ class Dispatcher:
                 worktree = Worktree(Path(job.worktree), job.branch, repo.base)
                 stat = await asyncio.to_thread(workspaces.diffstat, worktree)
             else:
-                stat = await asyncio.to_thread(workspaces.branch_diffstat, repo, job.branch)
+                stat = await asyncio.to_thread(
+                    workspaces.branch_diffstat, repo, job.branch
+                )
         except (WorkspaceError, OSError, ValueError):
             log.exception("Job %s: diff failed", job.id)
             await self.reply(message, f"Job {job.id}: no diff is available.")
             return
-        await self.reply(message, f"Job {job.id} diff:\n{stat or 'no changes'}", job_id=job.id)
+        await self.reply(
+            message, f"Job {job.id} diff:\n{stat or 'no changes'}", job_id=job.id
+        )
 
     async def _cancel(self, message: Message, job: Job) -> None:
         if job.state not in ACTIVE_STATES:
@@ -272,26 +323,41 @@ class Dispatcher:
             return
         self.engine.scheduler.cancel(job.id)
         self.storage.jobs.update(job, state=CANCELLED, finished_at=time.time())
-        await self.reply(message, f"Job {job.id} cancelled before it started.", job_id=job.id)
+        await self.reply(
+            message, f"Job {job.id} cancelled before it started.", job_id=job.id
+        )
 
     async def _retry(self, message: Message, job: Job) -> None:
         if job.state in ACTIVE_STATES:
             await self.reply(message, f"Job {job.id} is still {job.state}.")
             return
         if job.state == DONE:
-            await self.reply(message, f"Job {job.id} is done. Use followup {job.id}: <what to change>.")
+            await self.reply(
+                message,
+                f"Job {job.id} is done. Use followup {job.id}: <what to change>.",
+            )
             return
-        self.storage.jobs.update(job, state=QUEUED, error="", finished_at=None, next_prompt="")
+        self.storage.jobs.update(
+            job, state=QUEUED, error="", finished_at=None, next_prompt=""
+        )
         await self._queue(message, job, "retrying")
 
     async def _followup(self, message: Message, job: Job, text: str) -> None:
         if job.state in ACTIVE_STATES:
-            await self.reply(message, f"Job {job.id} is still {job.state}; follow up once it ends.")
+            await self.reply(
+                message, f"Job {job.id} is still {job.state}; follow up once it ends."
+            )
             return
         if not text.strip():
-            await self.reply(message, f"Say what to change, e.g. followup {job.id}: also update the docs")
+            await self.reply(
+                message,
+                f"Say what to change, e.g. followup {job.id}: also update the docs",
+            )
             return
-        prompt = f"Follow-up request: {text}\n\nMake this change on top of your earlier work, then summarise it."
+        prompt = (
+            f"Follow-up request: {text}\n\n"
+            "Make this change on top of your earlier work, then summarise it."
+        )
         self.storage.jobs.update(
             job,
             state=QUEUED,
@@ -309,7 +375,11 @@ class Dispatcher:
         pending = []
         for question in self.storage.questions.pending():
             job = self.storage.jobs.get(question.job_id)
-            if job and job.channel == message.channel and job.chat_id == message.chat_id:
+            if (
+                job
+                and job.channel == message.channel
+                and job.chat_id == message.chat_id
+            ):
                 pending.append(question)
         return pending
 
@@ -324,11 +394,17 @@ class Dispatcher:
         if len({q.job_id for q in pending}) > 1:
             jobs = sorted({q.job_id for q in pending})
             examples = " or ".join(f"answer {j} {text}" for j in jobs[:3])
-            await self.reply(message, f"Several jobs are waiting ({', '.join(map(str, jobs))}). Which one? Reply {examples}")
+            await self.reply(
+                message,
+                f"Several jobs are waiting ({', '.join(map(str, jobs))}). "
+                f"Which one? Reply {examples}",
+            )
             return
         await self._answer_question(message, pending[0].id, text)
 
-    async def _answer_question(self, message: Message, question_id: int, text: str) -> None:
+    async def _answer_question(
+        self, message: Message, question_id: int, text: str
+    ) -> None:
         question = self.storage.questions.get(question_id)
         if question is None or question.status != "pending":
             await self.reply(message, "That question was already answered.")
@@ -337,7 +413,9 @@ class Dispatcher:
         if not self.engine.questions.answer(question, answer, by=message.sender_id):
             await self.reply(message, "That question was already answered.")
             return
-        await self.reply(message, f"Job {question.job_id}: got it, {answer}.", job_id=question.job_id)
+        await self.reply(
+            message, f"Job {question.job_id}: got it, {answer}.", job_id=question.job_id
+        )
 
     def _repos(self) -> str:
         if not self.config.repos:
@@ -347,4 +425,3 @@ class Dispatcher:
             github = f" ({repo.github})" if repo.github else ""
             lines.append(f"{repo.name}{github} · base {repo.base}")
         return "\n".join(lines)
-

@@ -32,13 +32,19 @@ def run_checks(config: Config) -> list[Check]:
 
 
 def _config(config: Config) -> Check:
-    where = str(config.path) if config.path and config.path.exists() else "embedded defaults"
+    where = (
+        str(config.path)
+        if config.path and config.path.exists()
+        else "embedded defaults"
+    )
     channels = ["web chat"]
     channels += ["telegram"] if config.telegram.enabled else []
     channels += ["whatsapp"] if config.whatsapp.enabled else []
     detail = f"{where}; channels: {', '.join(channels)}; {len(config.repos)} repo(s)"
     if not config.repos:
-        return Check("config", False, f"{detail}. Add a [repos.<name>] table with a url.")
+        return Check(
+            "config", False, f"{detail}. Add a [repos.<name>] table with a url."
+        )
     return Check("config", True, detail)
 
 
@@ -68,7 +74,9 @@ def _agent(config: Config) -> Check:
         program = config.agent.command[0]
         found = shutil.which(program)
         if found is None:
-            return Check("agent", False, f"{program} is not on PATH; fix [agent] command.")
+            return Check(
+                "agent", False, f"{program} is not on PATH; fix [agent] command."
+            )
         return Check("agent", True, f"command backend: {found}")
 
     from bot.agents.claude import cli_path, cli_version
@@ -84,7 +92,9 @@ def _agent(config: Config) -> Check:
         return Check("agent", False, f"{path} does not run: {type(exc).__name__}")
     env = {**os.environ, **config.agent.env}
     has_key = bool(env.get("ANTHROPIC_API_KEY") or env.get("CLAUDE_CODE_OAUTH_TOKEN"))
-    login = "API key set" if has_key else "no ANTHROPIC_API_KEY; using Claude Code's login"
+    login = (
+        "API key set" if has_key else "no ANTHROPIC_API_KEY; using Claude Code's login"
+    )
     return Check("agent", True, f"Claude Code {version} ({login})")
 
 
@@ -101,7 +111,9 @@ def _repo(config: Config, repo: RepoConfig) -> Check:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return Check(f"repo {repo.name}", False, f"{redact(repo.url)} did not answer in 30 s.")
+        return Check(
+            f"repo {repo.name}", False, f"{redact(repo.url)} did not answer in 30 s."
+        )
     if result.returncode != 0:
         return Check(
             f"repo {repo.name}",

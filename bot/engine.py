@@ -51,7 +51,9 @@ class Engine:
         data_dir = config.bot.data_dir
         self.storage = Storage(data_dir / "swarmbot.json")
         self.joblog = JobLog(data_dir / "logs")
-        self.workspaces = Workspaces(data_dir, config.bot.commit_author, config.github.token)
+        self.workspaces = Workspaces(
+            data_dir, config.bot.commit_author, config.github.token
+        )
         self.adapters: dict[str, Adapter] = {}
         self.notifier = Notifier(
             self.adapters, self.storage.conversations, interval=progress_interval
@@ -65,6 +67,23 @@ class Engine:
         self._forges: dict[str, GitHubForge] = {}
         self._lock_file: IO[str] | None = None
         self._tasks: set[asyncio.Task] = set()
+
+    @classmethod
+    def for_serve(cls, config: Config, **options) -> Engine:
+        """An engine with the web chat and every channel the config turns on."""
+        from adapters.web import WebChatAdapter
+
+        engine = cls(config, **options)
+        engine.add_adapter(WebChatAdapter(engine))
+        if config.telegram.enabled:
+            from adapters.telegram import TelegramAdapter
+
+            engine.add_adapter(TelegramAdapter(engine))
+        if config.whatsapp.enabled:
+            from adapters.whatsapp import WhatsAppAdapter
+
+            engine.add_adapter(WhatsAppAdapter(engine))
+        return engine
 
     def add_adapter(self, adapter: Adapter) -> None:
         """Register a channel before `start`."""
@@ -128,13 +147,18 @@ class Engine:
             from bot.forge import GitHubForge
 
             github = self.config.github
-            self._forges[repo_name] = GitHubForge(github.token, github.api_url, repo.github)
+            self._forges[repo_name] = GitHubForge(
+                github.token, github.api_url, repo.github
+            )
         return self._forges[repo_name]
 
     async def recover(self) -> None:
         """Requeue jobs a previous run left unfinished; nothing is dropped."""
         for job in self.storage.jobs.active():
-            if self.recover_channels is not None and job.channel not in self.recover_channels:
+            if (
+                self.recover_channels is not None
+                and job.channel not in self.recover_channels
+            ):
                 continue
             self.storage.questions.expire(job.id)
             if job.state in (RUNNING, WAITING) and not job.session_id:

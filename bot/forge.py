@@ -311,8 +311,6 @@ class GitHubForge:
             )
         if status == 404:
             return not_found
-        if status == 410:
-            return f"GitHub says that is gone from {self.slug} (410: {details})"
         if status == 422:
             return f"GitHub rejected the request to {action}: {details}"
         if status >= 500:
@@ -453,7 +451,7 @@ def _details(exc: GithubException) -> str:
         elif error:
             messages.append(str(error))
     text = "; ".join(messages) or str(data.get("message") or exc.message or "")
-    text = " ".join(text.split())
+    text = " ".join(text.split()).rstrip(".")
     return _shorten(text, 160) if text else "no details"
 
 

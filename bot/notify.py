@@ -49,7 +49,9 @@ class Notifier:
         """Send one message now; failures are logged, never raised."""
         adapter = self.adapters.get(channel)
         if adapter is None:
-            log.warning("No %s channel is running; dropped a message for %s", channel, chat_id)
+            log.warning(
+                "No %s channel is running; dropped a message for %s", channel, chat_id
+            )
             return None
         try:
             message_id = await adapter.send(chat_id, out)

@@ -211,7 +211,11 @@ def decide_command(
     cwd = root
     for words, redirects in segments:
         decision, cwd = _segment(words, redirects, root, cwd, test_command)
-        if decision.action == "ask" and _matches(words, allowed_commands):
+        if (
+            decision.action == "ask"
+            and not _expands(words)
+            and _matches(words, allowed_commands)
+        ):
             decision = ALLOW
         decisions.append(decision)
     if any(marker in command for marker in SUBSTITUTION):
@@ -231,7 +235,9 @@ def questions(tool_input: dict[str, Any]) -> list[Question]:
         if not isinstance(item, dict) or not item.get("question"):
             continue
         options = [
-            str(option.get("label", option)) if isinstance(option, dict) else str(option)
+            str(option.get("label", option))
+            if isinstance(option, dict)
+            else str(option)
             for option in item.get("options") or []
         ]
         found.append(
@@ -297,7 +303,7 @@ def _segment(
 ) -> tuple[Decision, Path]:
     """Decide one simple command; returns the decision and the new directory."""
     for operator, target in redirects:
-        if operator in (">&", "<&") and target.isdigit() or target in NULL_DEVICES:
+        if (operator in (">&", "<&") and target.isdigit()) or target in NULL_DEVICES:
             continue
         if not target or not inside(target, root, cwd):
             return deny(f"redirection to {target!r} leaves the worktree {root}"), cwd
@@ -308,13 +314,15 @@ def _segment(
     name = words[0]
     if name == "cd":
         target = words[1] if len(words) > 1 else "~"
+        if target == "-":
+            return ask("cd to the previous directory"), cwd
         if not inside(target, root, cwd):
             return deny(f"cd {target} leaves the worktree {root}"), cwd
         return ALLOW, _resolve(target, cwd)
     outside = _outside_argument(words, root, cwd)
     if outside:
         return deny(f"{outside} is outside the worktree {root}"), cwd
-    if any("$" in word or word.startswith("~") for word in words):
+    if _expands(words):
         return ask("uses shell expansion"), cwd
     if test_command and _is_test_command(words, test_command):
         return ALLOW, cwd
@@ -329,7 +337,8 @@ def _outside_argument(words: list[str], root: Path, cwd: Path) -> str:
     """The first argument that, read as a path, leaves the worktree; or ''.
 
     Every argument is read as a path (so a symlink out is caught), except the
-    pattern of grep-like commands and the values of short options.
+    pattern of grep-like commands and option words (`--name=value` has its
+    value read).
     """
     skip_pattern = words[0] in PATTERN_FIRST and not any(
         word in ("-e", "-f", "--regexp", "--file") or word.startswith("--regexp=")
@@ -392,6 +401,11 @@ def _read_only(words: list[str]) -> bool:
         scripts = [arg for arg in args if not arg.startswith("-")]
         return "-n" in args and bool(scripts) and bool(SED_PRINT.match(scripts[0]))
     return True
+
+
+def _expands(words: Iterable[str]) -> bool:
+    """Whether the shell would rewrite some word (variables, home directory)."""
+    return any("$" in word or word.startswith("~") for word in words)
 
 
 def _matches(words: Iterable[str], patterns: Sequence[str]) -> bool:

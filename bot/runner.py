@@ -160,7 +160,9 @@ class JobRunner:
         agent = self.engine.make_agent()
         limit = agent_config.timeout_minutes * 60
         try:
-            result = await run_with_deadline(agent.run(request, callbacks), limit, callbacks)
+            result = await run_with_deadline(
+                agent.run(request, callbacks), limit, callbacks
+            )
         except TimeoutError as exc:
             self.engine.joblog.write(job.id, "agent: timed out")
             raise JobFailed(
@@ -216,7 +218,8 @@ class JobRunner:
                 break
 
             await self.engine.notifier.progress(
-                job, f"tests failed (round {attempt + 1} of {rounds}); the agent is fixing"
+                job,
+                f"tests failed (round {attempt + 1} of {rounds}); the agent is fixing",
             )
             self.jobs.update(job, state=RUNNING)
             await self._agent(
@@ -278,7 +281,9 @@ class JobRunner:
         self.jobs.update(job, commit=sha, files_changed=files)
         return sha
 
-    async def _publish(self, job: Job, worktree: Worktree, repo, draft: bool = False) -> None:
+    async def _publish(
+        self, job: Job, worktree: Worktree, repo, draft: bool = False
+    ) -> None:
         self.jobs.update(job, state=PUBLISHING)
         await self.engine.notifier.progress(job, "publishing")
         sha = await self._commit_and_push(job, worktree, repo)
@@ -306,17 +311,25 @@ class JobRunner:
                 f"Job {job.id}: pushed {job.branch}, but opening the PR failed: {exc}"
             ) from exc
         self.jobs.update(job, pr_url=pull.url, pr_number=pull.number)
-        log.info("Job %s: PR %s %s", job.id, pull.url, "opened" if pull.created else "updated")
+        log.info(
+            "Job %s: PR %s %s",
+            job.id,
+            pull.url,
+            "opened" if pull.created else "updated",
+        )
         word = "draft PR" if draft else "PR"
         await self._done(job, repo, f"{word} {pull.url}")
 
     async def _done(self, job: Job, repo, where: str) -> None:
         await asyncio.to_thread(self.engine.workspaces.remove, repo, job.worktree)
         self.jobs.update(job, worktree="")
-        files = f"{job.files_changed} file{'s' if job.files_changed != 1 else ''} changed"
+        files = (
+            f"{job.files_changed} file{'s' if job.files_changed != 1 else ''} changed"
+        )
         facts = [files, f"tests {job.test_result or 'not run'}"]
         facts += [format_duration(time.time() - (job.started_at or time.time()))]
-        facts += [f"${job.cost_usd:.2f}"]
+        if job.cost_usd:
+            facts += [f"${job.cost_usd:.2f}"]
         await self._finish(
             job, DONE, f"Job {job.id} done: {where}\n{' · '.join(facts)}", kind="result"
         )
@@ -327,7 +340,9 @@ class JobRunner:
         self.engine.storage.questions.expire(job.id)
         self.engine.joblog.write(job.id, f"{state}: {text}")
         log.info("Job %s: %s", job.id, state)
-        await self.engine.notifier.to_job(job, Outbound(text=text, kind=kind, job_id=job.id))
+        await self.engine.notifier.to_job(
+            job, Outbound(text=text, kind=kind, job_id=job.id)
+        )
 
 
 class JobCallbacks:
@@ -376,7 +391,9 @@ class _Waiting:
 
     async def __aexit__(self, *exc: object) -> None:
         callbacks = self.callbacks
-        callbacks.waited += time.monotonic() - (callbacks.waiting_since or time.monotonic())
+        callbacks.waited += time.monotonic() - (
+            callbacks.waiting_since or time.monotonic()
+        )
         callbacks.waiting_since = None
         if callbacks.job.state == WAITING:
             callbacks.engine.storage.jobs.update(callbacks.job, state=RUNNING)

@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 class Scheduler:
     """Queues jobs and runs them as tasks on the engine's loop."""
 
-    def __init__(self, max_parallel: int, run: Callable[[Job], Awaitable[None]]) -> None:
+    def __init__(
+        self, max_parallel: int, run: Callable[[Job], Awaitable[None]]
+    ) -> None:
         self.max_parallel = max_parallel
         self._run = run
         self._queue: deque[Job] = deque()

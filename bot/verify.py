@@ -33,7 +33,7 @@ class TestRun:
         lines = [line.strip(" =") for line in self.output.strip().splitlines()]
         last = lines[-1] if lines else ""
         word = "passed" if self.passed else "failed"
-        return f"{word}: {last[:120]}" if last else word
+        return f"{word} ({last[:120]})" if last else word
 
 
 async def run_tests(

@@ -46,7 +46,10 @@ def create_app(engine: Engine) -> Flask:
         secret = engine.config.github.webhook_secret
         signature = request.headers.get("X-Hub-Signature-256")
         if not verify_webhook_signature(secret, request.get_data(), signature):
-            log.warning("Rejected a GitHub webhook with a bad signature from %s", request.remote_addr)
+            log.warning(
+                "Rejected a GitHub webhook with a bad signature from %s",
+                request.remote_addr,
+            )
             return jsonify(error="bad signature"), 403
 
         event = request.headers.get("X-GitHub-Event", "")
@@ -66,6 +69,10 @@ def _report_closed_pull(engine: Engine, pull: dict) -> None:
     for job in engine.storage.jobs.all():
         if url and job.pr_url == url:
             verb = "merged" if pull.get("merged") else "closed without merging"
-            out = Outbound(text=f"Job {job.id}: PR {verb}.", kind="result", job_id=job.id)
-            engine.loop.call_soon_threadsafe(engine.spawn, engine.notifier.to_job(job, out))
+            out = Outbound(
+                text=f"Job {job.id}: PR {verb}.", kind="result", job_id=job.id
+            )
+            engine.loop.call_soon_threadsafe(
+                engine.spawn, engine.notifier.to_job(job, out)
+            )
             log.info("Job %s: PR %s", job.id, verb)

@@ -40,7 +40,11 @@ class Worktree:
 
 def branch_name(issue: int | None, job_id: int, title: str, taken: set[str]) -> str:
     """`swarm/<issue>-<slug>` or `swarm/job-<id>-<slug>`, unique among `taken`."""
-    stem = f"{BRANCH_PREFIX}{issue}" if issue is not None else f"{BRANCH_PREFIX}job-{job_id}"
+    stem = (
+        f"{BRANCH_PREFIX}{issue}"
+        if issue is not None
+        else f"{BRANCH_PREFIX}job-{job_id}"
+    )
     text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     room = MAX_BRANCH - len(stem) - 1 - 3  # keep space for a "-NN" suffix
@@ -75,7 +79,9 @@ def redact(text: str) -> str:
 class Workspaces:
     """Clones under `data_dir/repos`, worktrees under `data_dir/worktrees`."""
 
-    def __init__(self, data_dir: Path, commit_author: str, github_token: str = "") -> None:
+    def __init__(
+        self, data_dir: Path, commit_author: str, github_token: str = ""
+    ) -> None:
         self.clones = data_dir / "repos"
         self.worktrees = data_dir / "worktrees"
         self.author = _parse_author(commit_author)
@@ -104,18 +110,29 @@ class Workspaces:
             path.parent.mkdir(parents=True, exist_ok=True)
 
             local = branch in [head.name for head in clone.heads]
-            remote = f"origin/{branch}" in [ref.name for ref in clone.remotes.origin.refs]
+            remote = f"origin/{branch}" in [
+                ref.name for ref in clone.remotes.origin.refs
+            ]
             try:
                 if local:
                     clone.git.worktree("add", str(path), branch)
                 elif remote:
-                    clone.git.worktree("add", "-b", branch, str(path), f"origin/{branch}")
+                    clone.git.worktree(
+                        "add", "-b", branch, str(path), f"origin/{branch}"
+                    )
                 else:
                     clone.git.worktree(
-                        "add", "--no-track", "-b", branch, str(path), f"origin/{repo.base}"
+                        "add",
+                        "--no-track",
+                        "-b",
+                        branch,
+                        str(path),
+                        f"origin/{repo.base}",
                     )
             except git.GitCommandError as exc:
-                raise self._error(f"could not create a worktree on {branch}", exc) from exc
+                raise self._error(
+                    f"could not create a worktree on {branch}", exc
+                ) from exc
 
         log.info("Job %s: worktree %s on %s", job_id, path, branch)
         return Worktree(path, branch, repo.base)
@@ -210,7 +227,10 @@ class Workspaces:
         log.info("Cloning %s into %s", redact(repo.url), path)
         try:
             clone = git.Repo.clone_from(
-                repo.url, path, no_checkout=True, env=auth_env(self.github_token, repo.url)
+                repo.url,
+                path,
+                no_checkout=True,
+                env=auth_env(self.github_token, repo.url),
             )
         except git.GitCommandError as exc:
             shutil.rmtree(path, ignore_errors=True)
@@ -224,7 +244,9 @@ class Workspaces:
 
     def _fetch(self, clone: git.Repo, repo: RepoConfig) -> None:
         try:
-            clone.git.fetch("origin", "--prune", env=auth_env(self.github_token, repo.url))
+            clone.git.fetch(
+                "origin", "--prune", env=auth_env(self.github_token, repo.url)
+            )
         except git.GitCommandError as exc:
             raise self._error(f"could not fetch {repo.name}", exc) from exc
         if f"origin/{repo.base}" not in [ref.name for ref in clone.remotes.origin.refs]:
@@ -239,7 +261,9 @@ class Workspaces:
 
     def _error(self, what: str, exc: git.GitCommandError) -> WorkspaceError:
         stderr = redact(str(exc.stderr or "")).strip()
-        log.error("git failed: %s: %s", what, stderr.replace(self.github_token or "\0", "***"))
+        log.error(
+            "git failed: %s: %s", what, stderr.replace(self.github_token or "\0", "***")
+        )
         return WorkspaceError(f"git {what}")
 
     def _lock(self, name: str) -> threading.Lock:

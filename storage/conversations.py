@@ -50,7 +50,10 @@ class ConversationStore:
         return doc["value"] if doc else default
 
     def put(self, key: str, value: Any) -> None:
-        self.db.run(self.STATE, lambda t: t.upsert({"key": key, "value": value}, Query().key == key))
+        self.db.run(
+            self.STATE,
+            lambda t: t.upsert({"key": key, "value": value}, Query().key == key),
+        )
 
     def add_once(self, key: str, member: str) -> bool:
         """Add `member` to the set under `key`; False when it was already there."""

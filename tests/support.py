@@ -149,7 +149,11 @@ class RunningBot:
     def wait_for_job(self, job_id: int, states: tuple[str, ...], timeout: float = 120):
         """Wait until the job reaches one of `states`; returns the job."""
         return wait_until(
-            lambda: (job := self.engine.storage.jobs.get(job_id)) and job.state in states and job,
+            lambda: (
+                (job := self.engine.storage.jobs.get(job_id))
+                and job.state in states
+                and job
+            ),
             timeout,
             f"job {job_id} to reach {states}",
         )
@@ -175,7 +179,9 @@ class WebChat:
 
     def poll(self) -> list[dict[str, Any]]:
         after = self.seen[-1]["seq"] if self.seen else 0
-        with urllib.request.urlopen(f"{self.url}/api/messages?after={after}", timeout=10) as r:
+        with urllib.request.urlopen(
+            f"{self.url}/api/messages?after={after}", timeout=10
+        ) as r:
             entries = json.loads(r.read())
         self.seen.extend(entries)
         return entries
@@ -184,12 +190,19 @@ class WebChat:
         self.poll()
         return [entry["text"] for entry in self.seen if entry["from"] == "bot"]
 
-    def wait_for(self, pattern: str, timeout: float = 120) -> dict[str, Any]:
+    def mark(self) -> int:
+        """A point in the conversation; `wait_for(..., since=mark)` looks after it."""
+        self.poll()
+        return len(self.seen)
+
+    def wait_for(
+        self, pattern: str, timeout: float = 120, since: int = 0
+    ) -> dict[str, Any]:
         """Wait for a bot message matching the regex `pattern`; returns it."""
 
         def find():
             self.poll()
-            for entry in self.seen:
+            for entry in self.seen[since:]:
                 if entry["from"] == "bot" and re.search(pattern, entry["text"]):
                     return entry
             return None

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.agents.base import AgentEvent, AgentRequest, AgentResult
+from bot.agents.base import AgentEvent, AgentRequest
 from bot.agents.claude import ClaudeAgent, cli_path, cli_version
 from bot.config import AgentConfig
 from tests.fakes.anthropic import (
@@ -113,7 +113,10 @@ async def test_asks_the_human_then_edits_the_worktree(
 
     api, config = api_factory(
         [
-            [text("One question first."), tool_use("AskUserQuestion", {"questions": [question]})],
+            [
+                text("One question first."),
+                tool_use("AskUserQuestion", {"questions": [question]}),
+            ],
             write_per_answer,
             [text("Rewrote the parser.")],
         ]
@@ -122,7 +125,9 @@ async def test_asks_the_human_then_edits_the_worktree(
 
     result = await ClaudeAgent(config).run(request(worktree), human)
 
-    assert human.asked == [("Keep the parser or rewrite it?", ["Keep it", "Rewrite it"])]
+    assert human.asked == [
+        ("Keep the parser or rewrite it?", ["Keep it", "Rewrite it"])
+    ]
     answer = result_text(tool_results(api.main_requests[1])[0])
     assert "Rewrite it" in answer
     assert "strip()" in (worktree / "parser.py").read_text()
@@ -197,7 +202,7 @@ async def test_approved_command_runs(worktree: Path, api_factory: Any) -> None:
 async def test_repo_settings_cannot_widen_the_policy(
     worktree: Path, api_factory: Any
 ) -> None:
-    settings = {"permissions": {"allow": ["Bash(touch:*)", "Bash(touch *)", "Write"]}}
+    settings = {"permissions": {"allow": ["Bash", "Write"]}}
     (worktree / ".claude").mkdir()
     (worktree / ".claude" / "settings.json").write_text(json.dumps(settings))
     outside = worktree.parent / "outside.txt"
@@ -207,6 +212,10 @@ async def test_repo_settings_cannot_widen_the_policy(
             [tool_use("Write", {"file_path": str(outside), "content": "escaped"})],
         ]
     )
+    # The CLI honours a repo's allow rules only once its folder is trusted.
+    trust = {"projects": {str(worktree.resolve()): {"hasTrustDialogAccepted": True}}}
+    config_dir = Path(config.env["CLAUDE_CONFIG_DIR"])
+    (config_dir / ".claude.json").write_text(json.dumps(trust))
     human = Human(approves=False)
 
     await ClaudeAgent(config).run(request(worktree), human)
@@ -216,13 +225,31 @@ async def test_repo_settings_cannot_widen_the_policy(
     assert not outside.exists()
 
 
+async def test_file_mentions_in_the_prompt_are_not_expanded(
+    worktree: Path, api_factory: Any, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-MARKER-7731\n")
+    api, config = api_factory([])
+
+    await ClaudeAgent(config).run(
+        request(worktree, f"Issue says: see @{secret}"), Human()
+    )
+
+    first = json.dumps(api.main_requests[0]["messages"])
+    assert f"@{secret}" in first
+    assert "SECRET-MARKER-7731" not in first
+
+
 async def test_resume_continues_the_conversation(
     worktree: Path, api_factory: Any
 ) -> None:
     api, config = api_factory([[text("First pass done.")], [text("Tests fixed.")]])
     agent = ClaudeAgent(config)
 
-    first = await agent.run(request(worktree, "Fix #42: the parser drops words"), Human())
+    first = await agent.run(
+        request(worktree, "Fix #42: the parser drops words"), Human()
+    )
     second = await agent.run(
         request(worktree, "The tests failed: 1 failed", resume=first.session_id),
         Human(),
@@ -259,7 +286,15 @@ async def test_cancelling_stops_the_cli(worktree: Path, api_factory: Any) -> Non
 async def test_cancelling_while_the_human_thinks_stops_the_cli(
     worktree: Path, api_factory: Any
 ) -> None:
-    question = {"question": "Which one?", "options": [{"label": "A"}, {"label": "B"}]}
+    question = {
+        "question": "Which one?",
+        "header": "Pick",
+        "options": [
+            {"label": "A", "description": "The first"},
+            {"label": "B", "description": "The second"},
+        ],
+        "multiSelect": False,
+    }
     _, config = api_factory([[tool_use("AskUserQuestion", {"questions": [question]})]])
     asked = asyncio.Event()
 

@@ -175,6 +175,25 @@ def test_github_validation_errors_reach_the_user(forge: GitHubForge, fake: FakeG
         open_fix_42(forge)
 
 
+def test_a_token_without_pr_rights_is_told_what_it_needs(
+    forge: GitHubForge, fake: FakeGitHub
+):
+    fake.fail_next(403, method="POST")
+
+    with pytest.raises(ForgeError) as caught:
+        open_fix_42(forge)
+
+    assert "403" in str(caught.value)
+    assert "write access to Pull requests" in str(caught.value)
+
+
+def test_disabled_issues_are_reported(forge: GitHubForge, fake: FakeGitHub):
+    fake.fail_next(410, "Issues are disabled for this repo")
+
+    with pytest.raises(ForgeError, match="Issues are disabled for this repo"):
+        forge.get_issue(42)
+
+
 def test_opening_a_pull_request_without_a_token_asks_for_one(fake: FakeGitHub):
     forge = GitHubForge("", fake.api_url, REPO)
 

@@ -126,6 +126,8 @@ def test_tools(
         ("echo `whoami`", "ask"),
         ("cat $HOME/.ssh/id_rsa", "ask"),
         ("FOO=1 pytest -q", "ask"),
+        ("npm run build -- --out=$HOME", "ask"),
+        ("cd src && cd -", "ask"),
         ("git checkout main", "ask"),
         ("git fetch origin", "ask"),
         ("git -c core.pager=evil log", "ask"),

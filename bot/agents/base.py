@@ -63,7 +63,9 @@ class Agent(Protocol):
     budget) are also enforced by the caller.
     """
 
-    async def run(self, request: AgentRequest, callbacks: AgentCallbacks) -> AgentResult: ...
+    async def run(
+        self, request: AgentRequest, callbacks: AgentCallbacks
+    ) -> AgentResult: ...
 
 
 class AgentError(Exception):

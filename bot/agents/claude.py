@@ -41,6 +41,7 @@ from bot.agents.base import (
     AgentEvent,
     AgentRequest,
     AgentResult,
+    EventKind,
 )
 from bot.config import AgentConfig
 
@@ -73,7 +74,9 @@ class ClaudeAgent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
 
-    async def run(self, request: AgentRequest, callbacks: AgentCallbacks) -> AgentResult:
+    async def run(
+        self, request: AgentRequest, callbacks: AgentCallbacks
+    ) -> AgentResult:
         """Work on `request` until Claude Code stops; see the class docstring."""
         session = _Session(self.config, request, callbacks)
         return await session.run()
@@ -93,12 +96,15 @@ async def cli_version() -> str:
     path = cli_path()
     if path is None:
         raise AgentError("Claude Code CLI not found; reinstall claude-agent-sdk")
-    process = await asyncio.create_subprocess_exec(
-        str(path),
-        "--version",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            str(path),
+            "--version",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise AgentError(f"{path} cannot be started: {exc.strerror}") from exc
     try:
         stdout, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     except TimeoutError as exc:
@@ -138,7 +144,9 @@ class _Session:
             permission_mode="default",
             can_use_tool=self.can_use_tool,
             hooks={
-                "PreToolUse": [HookMatcher(hooks=[self.pre_tool_use], on_failure="block")]
+                "PreToolUse": [
+                    HookMatcher(hooks=[self.pre_tool_use], on_failure="block")
+                ]
             },
             system_prompt={"type": "preset", "preset": "claude_code", "append": prompt},
             # Project settings bring CLAUDE.md; user settings stay out, and the
@@ -151,6 +159,9 @@ class _Session:
             resume=self.request.resume,
             # The SDK merges this over os.environ for the CLI process.
             env=dict(self.config.env),
+            # The prompt carries issue text from strangers: an `@/path` in it
+            # must not make Claude Code read a file, nor `/cmd` run a command.
+            verbatim_prompts=True,
             stderr=self.on_stderr,
         )
 
@@ -172,7 +183,7 @@ class _Session:
             return self.failure("Claude Code stopped without a result")
         except CLINotFoundError:
             return self.failure("Claude Code CLI not found; reinstall claude-agent-sdk")
-        except ClaudeSDKError as exc:
+        except (ClaudeSDKError, OSError) as exc:
             return self.failure(f"Claude Code failed: {self.safe(exc)}")
         except asyncio.CancelledError:
             log.info("job %s: cancelled, stopping Claude Code", self.job)
@@ -248,7 +259,9 @@ class _Session:
             raise
         except Exception:
             log.exception("job %s: permission check for %s failed", self.job, tool_name)
-            return PermissionResultDeny(message="The permission check failed; try again")
+            return PermissionResultDeny(
+                message="The permission check failed; try again"
+            )
 
     async def ask_questions(
         self, tool_input: dict[str, Any]
@@ -324,7 +337,7 @@ class _Session:
             ok=False, session_id=self.session_id, error=error, files=list(self.files)
         )
 
-    async def progress(self, kind: Any, detail: str) -> None:
+    async def progress(self, kind: EventKind, detail: str) -> None:
         detail = _truncate(detail, DETAIL_LIMIT)
         try:
             await self.callbacks.progress(AgentEvent(kind, detail))
@@ -353,5 +366,5 @@ class _Session:
 
 
 def _truncate(text: str, limit: int) -> str:
-    text = " ".join(text.split()) if "\n" in text else text
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -18,7 +18,13 @@ import secrets
 import signal
 from collections import deque
 
-from bot.agents.base import AgentCallbacks, AgentError, AgentEvent, AgentRequest, AgentResult
+from bot.agents.base import (
+    AgentCallbacks,
+    AgentError,
+    AgentEvent,
+    AgentRequest,
+    AgentResult,
+)
 from bot.config import AgentConfig
 
 log = logging.getLogger(__name__)
@@ -32,7 +38,9 @@ class CommandAgent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
 
-    async def run(self, request: AgentRequest, callbacks: AgentCallbacks) -> AgentResult:
+    async def run(
+        self, request: AgentRequest, callbacks: AgentCallbacks
+    ) -> AgentResult:
         """Run the command to its end; its last lines of output are the summary."""
         token = secrets.token_urlsafe(24)
         server = await asyncio.start_server(
@@ -80,7 +88,9 @@ class CommandAgent:
 
         summary = "\n".join(tail).strip()
         if code != 0:
-            return AgentResult(ok=False, summary=summary, error=f"exited with status {code}")
+            return AgentResult(
+                ok=False, summary=summary, error=f"exited with status {code}"
+            )
         return AgentResult(ok=True, summary=summary)
 
     @staticmethod

@@ -20,7 +20,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 Block = dict[str, Any]
-Turn = "list[Block] | Callable[[dict[str, Any]], list[Block]] | ApiError | Hang"
 
 _ids = itertools.count(1)
 
@@ -32,8 +31,12 @@ def text(value: str) -> Block:
 
 def tool_use(name: str, input: dict[str, Any]) -> Block:
     """A tool_use content block for a scripted assistant turn."""
-    return {"type": "tool_use", "id": f"toolu_fake{next(_ids):04d}", "name": name,
-            "input": input}
+    return {
+        "type": "tool_use",
+        "id": f"toolu_fake{next(_ids):04d}",
+        "name": name,
+        "input": input,
+    }
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class ApiError:
 @dataclass(frozen=True)
 class Hang:
     """A scripted turn whose request never gets an answer until the fake stops."""
+
+
+Turn = list[Block] | Callable[[dict[str, Any]], list[Block]] | ApiError | Hang
+"""A scripted answer: blocks, a function of the request body, an error, a hang."""
 
 
 @dataclass
@@ -102,8 +109,8 @@ def conversation_text(body: dict[str, Any]) -> str:
 class FakeAnthropic:
     """The fake server; use as a context manager and pass `env()` to the CLI."""
 
-    def __init__(self, script: list[Any] | None = None, *, model: str = "") -> None:
-        self.script: list[Any] = list(script or [])
+    def __init__(self, script: list[Turn] | None = None, *, model: str = "") -> None:
+        self.script: list[Turn] = list(script or [])
         self.model = model
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -158,7 +165,7 @@ class FakeAnthropic:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _next_turn(self) -> Any:
+    def _next_turn(self) -> Turn:
         with self._lock:
             if self._turn < len(self.script):
                 turn = self.script[self._turn]
@@ -211,7 +218,7 @@ class FakeAnthropic:
                 else:
                     self._answer(body, [text("Fake side answer")])
 
-            def _answer(self, body: dict[str, Any], turn: Any) -> None:
+            def _answer(self, body: dict[str, Any], turn: Turn) -> None:
                 if callable(turn):
                     turn = turn(body)
                 if isinstance(turn, Hang):
@@ -289,34 +296,49 @@ def _events(blocks: list[Block], model: str) -> Iterator[tuple[str, dict[str, An
     yield "message_start", {"type": "message_start", "message": start}
     for index, block in enumerate(blocks):
         if block["type"] == "text":
-            yield "content_block_start", {
-                "type": "content_block_start",
-                "index": index,
-                "content_block": {"type": "text", "text": ""},
-            }
-            yield "content_block_delta", {
-                "type": "content_block_delta",
-                "index": index,
-                "delta": {"type": "text_delta", "text": block["text"]},
-            }
-        else:
-            yield "content_block_start", {
-                "type": "content_block_start",
-                "index": index,
-                "content_block": {**block, "input": {}},
-            }
-            yield "content_block_delta", {
-                "type": "content_block_delta",
-                "index": index,
-                "delta": {
-                    "type": "input_json_delta",
-                    "partial_json": json.dumps(block["input"]),
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
                 },
-            }
+            )
+            yield (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": block["text"]},
+                },
+            )
+        else:
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {**block, "input": {}},
+                },
+            )
+            yield (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {
+                        "type": "input_json_delta",
+                        "partial_json": json.dumps(block["input"]),
+                    },
+                },
+            )
         yield "content_block_stop", {"type": "content_block_stop", "index": index}
-    yield "message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": _stop_reason(blocks), "stop_sequence": None},
-        "usage": {"output_tokens": 100},
-    }
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": _stop_reason(blocks), "stop_sequence": None},
+            "usage": {"output_tokens": 100},
+        },
+    )
     yield "message_stop", {"type": "message_stop"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +16,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 DOCS = "https://docs.github.com/rest"
+Query = dict[str, str]
+Answer = tuple[int, Any, dict[str, str]]  # status, JSON body, extra headers
 STAMP = "2024-05-01T12:00:00Z"
 REASONS = {
     400: "Problems parsing JSON",
@@ -61,7 +62,7 @@ class Failure:
 
 @dataclass
 class Repo:
-    """One repository and its issues and pull requests."""
+    """One repository with its issues and their comments."""
 
     slug: str
     id: int
@@ -73,6 +74,7 @@ class Repo:
 
     @property
     def owner(self) -> str:
+        """The `owner` of `owner/name`."""
         return self.slug.split("/", 1)[0]
 
 
@@ -89,6 +91,7 @@ class FakeGitHub:
         self.lock = threading.RLock()
         self._failures: deque[Failure] = deque()
         self._stall = 0.0
+        self._stopping = threading.Event()
         self._ids = 1000
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -99,17 +102,22 @@ class FakeGitHub:
     def start(self) -> FakeGitHub:
         """Listen on a random port and serve in a background thread."""
         handler = type("Handler", (_Handler,), {"fake": self})
+        self._stopping.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-github", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-github",
+            daemon=True,
         )
         self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the port, so clients get connection refused."""
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -281,6 +289,7 @@ class FakeGitHub:
         return pull
 
     def user_json(self, login: str) -> dict[str, Any]:
+        """A user object as GitHub embeds it."""
         return {
             "login": login,
             "id": sum(map(ord, login)),
@@ -292,6 +301,7 @@ class FakeGitHub:
         }
 
     def repo_json(self, repo: Repo, authenticated: bool) -> dict[str, Any]:
+        """A repository; `permissions` only for an authenticated caller."""
         owner, name = repo.slug.split("/", 1)
         data: dict[str, Any] = {
             "id": repo.id,
@@ -319,6 +329,7 @@ class FakeGitHub:
         return data
 
     def issue_json(self, repo: Repo, number: int) -> dict[str, Any]:
+        """An issue as `GET /repos/{o}/{r}/issues/{n}` returns it."""
         issue = repo.issues[number]
         url = f"{self.api_url}/repos/{repo.slug}/issues/{number}"
         return {
@@ -341,6 +352,7 @@ class FakeGitHub:
         }
 
     def pull_as_issue_json(self, repo: Repo, pull: dict[str, Any]) -> dict[str, Any]:
+        """A pull request seen through the issues API, as GitHub shows it."""
         number = pull["number"]
         url = f"{self.api_url}/repos/{repo.slug}/issues/{number}"
         return {
@@ -363,7 +375,10 @@ class FakeGitHub:
             "updated_at": STAMP,
         }
 
-    def comment_json(self, repo: Repo, number: int, comment: dict[str, Any]) -> dict:
+    def comment_json(
+        self, repo: Repo, number: int, comment: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An issue comment."""
         cid = comment["id"]
         return {
             "id": cid,
@@ -379,6 +394,7 @@ class FakeGitHub:
         }
 
     def pull_json(self, repo: Repo, pull: dict[str, Any]) -> dict[str, Any]:
+        """A pull request as the pulls API returns it."""
         number = pull["number"]
         url = f"{self.api_url}/repos/{repo.slug}/pulls/{number}"
         repo_data = self.repo_json(repo, authenticated=False)
@@ -478,7 +494,7 @@ class _Handler(BaseHTTPRequestHandler):
             fake.requests.append(Request(self.command, path, query, payload, auth))
             failure = fake._take_failure(self.command, path)
         if fake._stall:
-            time.sleep(fake._stall)
+            fake._stopping.wait(fake._stall)
         try:
             if failure is not None:
                 raise _failure_error(failure)
@@ -509,7 +525,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(
         self, path: str, query: dict[str, str], payload: Any, authenticated: bool
-    ) -> tuple[int, Any, dict[str, str]]:
+    ) -> Answer:
         for method, pattern, name in ROUTES:
             match = pattern.fullmatch(path)
             if match and method == self.command:
@@ -525,10 +541,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routes -----------------------------------------------------------
 
-    def _get_repo(self, repo: Repo, _n: int, _q: dict, _p: Any, auth: bool) -> tuple:
+    def _get_repo(self, repo: Repo, _n: int, _q: Query, _p: Any, auth: bool) -> Answer:
         return 200, self.fake.repo_json(repo, auth), {}
 
-    def _get_issue(self, repo: Repo, n: int, _q: dict, _p: Any, _a: bool) -> tuple:
+    def _get_issue(self, repo: Repo, n: int, _q: Query, _p: Any, _a: bool) -> Answer:
         if n in repo.issues:
             return 200, self.fake.issue_json(repo, n), {}
         for pull in self.fake.pulls:
@@ -537,14 +553,16 @@ class _Handler(BaseHTTPRequestHandler):
         raise HttpError(404)
 
     def _list_comments(
-        self, repo: Repo, n: int, query: dict, _p: Any, _a: bool
-    ) -> tuple:
+        self, repo: Repo, n: int, query: Query, _p: Any, _a: bool
+    ) -> Answer:
         if n not in repo.issues:
             raise HttpError(404)
         items = [self.fake.comment_json(repo, n, c) for c in repo.comments[n]]
         return self._page(items, query)
 
-    def _list_pulls(self, repo: Repo, _n: int, query: dict, _p: Any, _a: bool) -> tuple:
+    def _list_pulls(
+        self, repo: Repo, _n: int, query: Query, _p: Any, _a: bool
+    ) -> Answer:
         state = query.get("state", "open")
         pulls = [p for p in self.fake.pulls if p["repo"] == repo.slug]
         if state != "all":
@@ -562,10 +580,12 @@ class _Handler(BaseHTTPRequestHandler):
         pulls.sort(key=lambda p: -p["number"])
         return self._page([self.fake.pull_json(repo, p) for p in pulls], query)
 
-    def _get_pull(self, repo: Repo, n: int, _q: dict, _p: Any, _a: bool) -> tuple:
+    def _get_pull(self, repo: Repo, n: int, _q: Query, _p: Any, _a: bool) -> Answer:
         return 200, self.fake.pull_json(repo, self._find_pull(repo, n)), {}
 
-    def _create_pull(self, repo: Repo, _n: int, _q: dict, payload: Any, _a: bool):
+    def _create_pull(
+        self, repo: Repo, _n: int, _q: Query, payload: Any, _a: bool
+    ) -> Answer:
         if not repo.push:
             raise HttpError(403)
         payload = payload if isinstance(payload, dict) else {}
@@ -609,7 +629,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         return 201, self.fake.pull_json(repo, pull), {"Location": pull["html_url"]}
 
-    def _edit_pull(self, repo: Repo, n: int, _q: dict, payload: Any, _a: bool):
+    def _edit_pull(
+        self, repo: Repo, n: int, _q: Query, payload: Any, _a: bool
+    ) -> Answer:
         pull = self._find_pull(repo, n)
         if not repo.push:
             raise HttpError(403)
@@ -627,7 +649,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return pull
         raise HttpError(404)
 
-    def _page(self, items: list[Any], query: dict[str, str]) -> tuple:
+    def _page(self, items: list[Any], query: dict[str, str]) -> Answer:
         try:
             per_page = max(1, min(100, int(query.get("per_page", 30))))
             page = max(1, int(query.get("page", 1)))
@@ -651,8 +673,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-GitHub-Media-Type", "github.v3; format=json")
         for name, value in headers.items():
             self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting, as a timing-out client does
 
 
 def _failure_error(failure: Failure) -> HttpError:
