@@ -33,6 +33,7 @@ OUTSIDE_WINDOW = 63016
 SEND_ATTEMPTS = 3
 DELIVERY_ATTEMPTS = 3
 HTTP_TIMEOUT = 15.0
+STATUS_GRACE = 0.5
 HELD_KEEP = 50
 OUTBOX_KEEP = 300
 OUTBOX_AGE = 2 * 24 * 3600
@@ -308,6 +309,14 @@ class WhatsAppAdapter(Adapter):
                     )
                     return None
                 reason = f"HTTP {exc.status}"
+            except requests.ReadTimeout:
+                self._last_sent = time.monotonic()
+                log.error(
+                    "WhatsApp: Twilio did not answer in time for a message to %s; "
+                    "not retrying, as it may have been sent",
+                    item.chat_id,
+                )
+                return None
             except (TwilioException, requests.RequestException, OSError) as exc:
                 self._last_sent = time.monotonic()
                 reason = type(exc).__name__
@@ -549,11 +558,15 @@ class WhatsAppAdapter(Adapter):
         replied = bool(message.reply_to) and message.reply_to == template.get("sid")
         return replied or (button and bool(template))
 
-    def _failed(self, sid: str, state: str, code: str) -> None:
+    def _failed(self, sid: str, state: str, code: str, late: bool = False) -> None:
         """On the loop: a sent message did not arrive; hold it or send it again."""
         conversations = self.hub.storage.conversations
         outbox = conversations.get(OUTBOX_KEY, {})
         entry = outbox.pop(sid, None)
+        if entry is None and not late:
+            # The callback may overtake the REST answer it is about; look again.
+            self.hub.loop.call_later(STATUS_GRACE, self._failed, sid, state, code, True)
+            return
         if entry is None:
             log.warning("WhatsApp: message %s was %s (error %s)", sid, state, code)
             return

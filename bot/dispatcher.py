@@ -80,7 +80,8 @@ class Dispatcher:
                 await self._answer_question(message, sent["question_id"], message.text)
                 return
 
-        command = cmd.parse(message.text)
+        names = [*self.config.repos, *(r.github for r in self.config.repos.values())]
+        command = cmd.parse(message.text, repos=[name for name in names if name])
         log.debug("%s %s: %r", message.channel, message.sender_id, command)
         await self._run(message, command)
 
@@ -114,6 +115,10 @@ class Dispatcher:
             case cmd.FixIssue(repo=repo_name, issue=issue):
                 await self._start(message, repo_name, issue=issue)
             case cmd.RunTask(repo=repo_name, task=task):
+                unknown = self.config.find_repo(repo_name) is None
+                if unknown and self._pending_for(message):
+                    await self._answer(message, message.text.strip(), None)
+                    return
                 await self._start(message, repo_name, task=task)
             case cmd.Status(job=None):
                 await self.reply(message, self._status_all())

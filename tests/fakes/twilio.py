@@ -64,6 +64,7 @@ class FakeTwilio:
         self.sent: list[SentMessage] = []
         self.lock = threading.Lock()
         self._failures: deque[Failure] = deque()
+        self.stopped = threading.Event()
         self._ids = itertools.count(1)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -86,7 +87,8 @@ class FakeTwilio:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the port."""
+        """Stop serving and close the port; open connections get hung up on."""
+        self.stopped.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -206,7 +208,7 @@ def post_form(url: str, params: dict[str, str], headers: dict[str, str]) -> int:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=10) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -234,7 +236,9 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             if urlsplit(self.path).path == ACCOUNT.format(sid=fake.account_sid):
                 self._json(200, fake.account_json())
             else:
-                self._json(404, _error(404, 20404, "The requested resource was not found"))
+                self._json(
+                    404, _error(404, 20404, "The requested resource was not found")
+                )
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -242,7 +246,9 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             if not self._authorised():
                 return
             if urlsplit(self.path).path != MESSAGES.format(sid=fake.account_sid):
-                self._json(404, _error(404, 20404, "The requested resource was not found"))
+                self._json(
+                    404, _error(404, 20404, "The requested resource was not found")
+                )
                 return
             form = {key: values[-1] for key, values in parse_qs(raw).items()}
             if not form.get("To") or not (form.get("Body") or form.get("ContentSid")):
@@ -251,12 +257,16 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             failure = fake._take_failure()
             if failure is not None:
                 self._json(
-                    failure.status, _error(failure.status, failure.code, failure.message)
+                    failure.status,
+                    _error(failure.status, failure.code, failure.message),
                 )
                 return
             self._json(201, fake.message_json(fake._record(form)))
 
         def _authorised(self) -> bool:
+            if fake.stopped.is_set():
+                self.close_connection = True
+                return False
             expected = f"{fake.account_sid}:{fake.auth_token}".encode()
             header = self.headers.get("Authorization", "")
             if header == f"Basic {base64.b64encode(expected).decode()}":
