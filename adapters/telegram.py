@@ -45,7 +45,7 @@ from telegram.ext import (
 
 from adapters.base import Adapter, Hub
 from bot.messages import Message, Outbound
-from storage.questions import ANSWERED, PENDING
+from storage.questions import ANSWERED, PENDING, Question
 
 if TYPE_CHECKING:
     from flask import Blueprint
@@ -180,21 +180,12 @@ class TelegramAdapter(Adapter):
         self._app = app
         try:
             await self._request(None, app.initialize)
-        except InvalidToken:
-            self._app = None
-            raise EngineError(_token_hint(self.config.api_url)) from None
-        except TelegramError as exc:
-            self._app = None
-            raise EngineError(_unreachable(self.config.api_url, exc)) from None
-
-        try:
             await self._register_commands()
             await app.start()
             if self.config.mode == "webhook":
                 await self._set_webhook()
             else:
-                await self._request(None, app.bot.delete_webhook)
-                assert app.updater is not None
+                assert app.updater is not None  # start_polling deletes any webhook
                 await app.updater.start_polling(
                     poll_interval=self.poll_interval,
                     timeout=timedelta(seconds=self.poll_timeout),
@@ -202,11 +193,13 @@ class TelegramAdapter(Adapter):
                     allowed_updates=ALLOWED_UPDATES,
                     error_callback=_polling_error,
                 )
-        except TelegramError as exc:
+        except BaseException as exc:
+            self._app = None
             await self._shutdown(app)
-            raise EngineError(_start_failed(self.config.api_url, exc)) from None
-        except BaseException:
-            await self._shutdown(app)
+            if isinstance(exc, InvalidToken):
+                raise EngineError(_token_hint(self.config.api_url)) from None
+            if isinstance(exc, TelegramError):
+                raise EngineError(_start_failed(self.config.api_url, exc)) from None
             raise
         log.info("Telegram: @%s is %s", app.bot.username, self._mode_label())
 
@@ -541,7 +534,9 @@ class TelegramAdapter(Adapter):
             self._keyboards.pop(question_id, None)
             await self._close_keyboard(chat, keyboard, question)
 
-    async def _close_keyboard(self, chat: _Chat, keyboard: _Keyboard, question) -> None:
+    async def _close_keyboard(
+        self, chat: _Chat, keyboard: _Keyboard, question: Question | None
+    ) -> None:
         answered = question is not None and question.status == ANSWERED
         outcome = question.answer if answered else "(closed)"
         text = f"{keyboard.text}\n→ {outcome}".strip()
@@ -628,6 +623,7 @@ class TelegramAdapter(Adapter):
 
 async def check(config: TelegramConfig) -> str:
     """Call getMe (and getWebhookInfo) for `swarmbot doctor`; raises with a fix."""
+    _quiet_http_logs()
     kwargs: dict[str, Any] = {}
     if config.api_url:
         api = config.api_url.rstrip("/")
@@ -809,8 +805,12 @@ def _polling_error(exc: TelegramError) -> None:
 
 
 def _quiet_http_logs() -> None:
-    """httpx logs request URLs, which hold the bot token: keep it quiet."""
-    for name in ("httpx", "httpcore"):
+    """URLs hold the bot token: httpx logs them at INFO, PTB at DEBUG."""
+    for name, level in (
+        ("httpx", logging.WARNING),
+        ("httpcore", logging.WARNING),
+        ("telegram", logging.INFO),
+    ):
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
-            logger.setLevel(logging.WARNING)
+            logger.setLevel(level)

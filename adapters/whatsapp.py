@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +33,6 @@ OUTSIDE_WINDOW = 63016
 SEND_ATTEMPTS = 3
 DELIVERY_ATTEMPTS = 3
 HTTP_TIMEOUT = 15.0
-STATUS_GRACE = 0.5
 HELD_KEEP = 50
 OUTBOX_KEEP = 300
 OUTBOX_AGE = 2 * 24 * 3600
@@ -202,6 +201,8 @@ class WhatsAppAdapter(Adapter):
         self.validator = RequestValidator(self.config.auth_token)
         self._queue: asyncio.Queue[_Send] | None = None
         self._worker: asyncio.Task | None = None
+        self._busy = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
         self._last_sent = 0.0
 
     # Lifecycle
@@ -223,12 +224,14 @@ class WhatsAppAdapter(Adapter):
             )
         self._worker.cancel()
         await asyncio.gather(self._worker, return_exceptions=True)
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.stop_timeout)
+        queue, self._queue, self._worker = self._queue, None, None
+        while not queue.empty():
+            item = queue.get_nowait()
             if item.body:
                 self._hold(item.chat_id, item.held)
             _resolve(item, None)
-        self._worker = None
 
     # Outbound
 
@@ -260,10 +263,12 @@ class WhatsAppAdapter(Adapter):
         return sids[-1]
 
     def _enqueue(self, item: _Send, wait: bool = False) -> asyncio.Future[str | None]:
+        if self._queue is None:  # stopped: keep it for the next start
+            if item.body:
+                self._hold(item.chat_id, item.held)
+            return _done_future(None)
         if wait:
             item.future = asyncio.get_running_loop().create_future()
-        if self._queue is None:
-            raise RuntimeError("the WhatsApp channel is not started")
         self._queue.put_nowait(item)
         return item.future if item.future is not None else _done_future(None)
 
@@ -288,45 +293,14 @@ class WhatsAppAdapter(Adapter):
 
     async def _deliver(self, item: _Send) -> str | None:
         """Send one item, retrying passing errors; None when it did not go out."""
-        if item.body and not self._window_open(item.chat_id):
-            self._hold(item.chat_id, item.held)
-            self._offer_template(item.chat_id)
-            return None
+        reason = ""
         for attempt in range(1, SEND_ATTEMPTS + 1):
-            try:
-                message = await asyncio.to_thread(self._create, item)
-            except TwilioRestException as exc:
-                self._last_sent = time.monotonic()
-                if exc.code == OUTSIDE_WINDOW and item.body:
-                    self._outside_window(item)
-                    return None
-                if exc.status != 429 and exc.status < 500:
-                    log.error(
-                        "WhatsApp: Twilio refused a message to %s: error %s (HTTP %s)",
-                        item.chat_id,
-                        exc.code,
-                        exc.status,
-                    )
-                    return None
-                reason = f"HTTP {exc.status}"
-            except requests.ReadTimeout:
-                self._last_sent = time.monotonic()
-                log.error(
-                    "WhatsApp: Twilio did not answer in time for a message to %s; "
-                    "not retrying, as it may have been sent",
-                    item.chat_id,
-                )
-                return None
-            except (TwilioException, requests.RequestException, OSError) as exc:
-                self._last_sent = time.monotonic()
-                reason = type(exc).__name__
-            else:
-                self._last_sent = time.monotonic()
-                if message.error_code == OUTSIDE_WINDOW and item.body:
-                    self._outside_window(item)
-                    return None
-                self._sent(item, str(message.sid))
-                return str(message.sid)
+            # Webhooks wait for the lock, so they see the bookkeeping of any
+            # message Twilio has accepted: its SID, the template, the outbox.
+            async with self._busy:
+                sid, reason = await self._attempt(item)
+            if not reason:
+                return sid
             if attempt < SEND_ATTEMPTS:
                 log.warning(
                     "WhatsApp: sending to %s failed (%s); retry %s of %s",
@@ -343,6 +317,43 @@ class WhatsAppAdapter(Adapter):
             reason,
         )
         return None
+
+    async def _attempt(self, item: _Send) -> tuple[str | None, str]:
+        """One try: the SID, or None and why a retry may help ("" when not)."""
+        if item.body and not self._window_open(item.chat_id):
+            self._outside_window(item)
+            return None, ""
+        try:
+            message = await asyncio.to_thread(self._create, item)
+        except TwilioRestException as exc:
+            if exc.code == OUTSIDE_WINDOW and item.body:
+                self._outside_window(item)
+                return None, ""
+            if exc.status == 429 or exc.status >= 500:
+                return None, f"HTTP {exc.status}"
+            log.error(
+                "WhatsApp: Twilio refused a message to %s: error %s (HTTP %s)",
+                item.chat_id,
+                exc.code,
+                exc.status,
+            )
+            return None, ""
+        except requests.ReadTimeout:
+            log.error(
+                "WhatsApp: Twilio did not answer in time for a message to %s; "
+                "not retrying, as it may have been sent",
+                item.chat_id,
+            )
+            return None, ""
+        except (TwilioException, requests.RequestException, OSError) as exc:
+            return None, type(exc).__name__
+        finally:
+            self._last_sent = time.monotonic()
+        if message.error_code == OUTSIDE_WINDOW and item.body:
+            self._outside_window(item)
+            return None, ""
+        self._sent(item, str(message.sid))
+        return str(message.sid), ""
 
     @property
     def status_url(self) -> str:
@@ -478,6 +489,7 @@ class WhatsAppAdapter(Adapter):
     # Inbound
 
     def blueprint(self) -> Blueprint:
+        """Twilio's webhooks: inbound messages and delivery status callbacks."""
         bp = Blueprint("whatsapp", __name__)
 
         @bp.post("/webhooks/twilio")
@@ -493,6 +505,8 @@ class WhatsAppAdapter(Adapter):
             if not self.hub.storage.conversations.add_once(SEEN_KEY, sid):
                 log.info("WhatsApp: ignored a repeated delivery of %s", sid)
                 return _twiml()
+            # Limitation: only the text is read; photos, voice notes and other
+            # media arrive as an empty or caption-only message.
             message = Message(
                 channel=self.name,
                 chat_id=sender,
@@ -539,11 +553,25 @@ class WhatsAppAdapter(Adapter):
         )
         return False
 
-    def _call_on_loop(self, function: Callable[..., None], *args: Any) -> None:
-        self.hub.loop.call_soon_threadsafe(function, *args)
+    def _call_on_loop(
+        self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any
+    ) -> None:
+        """Run `function(*args)` as a task on the engine's loop, in arrival order."""
+        self.hub.loop.call_soon_threadsafe(self._spawn, function, args)
 
-    def _arrived(self, message: Message, button: bool) -> None:
+    def _spawn(
+        self, function: Callable[..., Coroutine[Any, Any, None]], args: tuple
+    ) -> None:
+        task = asyncio.ensure_future(function(*args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _arrived(self, message: Message, button: bool) -> None:
         """On the loop: open the window, deliver what was held, then hand over."""
+        async with self._busy:
+            self._arrived_now(message, button)
+
+    def _arrived_now(self, message: Message, button: bool) -> None:
         self._set_window(message.chat_id, self.clock())
         released = self._release_held(message.chat_id)
         if released and self._answers_template(message, button):
@@ -558,15 +586,15 @@ class WhatsAppAdapter(Adapter):
         replied = bool(message.reply_to) and message.reply_to == template.get("sid")
         return replied or (button and bool(template))
 
-    def _failed(self, sid: str, state: str, code: str, late: bool = False) -> None:
+    async def _failed(self, sid: str, state: str, code: str) -> None:
         """On the loop: a sent message did not arrive; hold it or send it again."""
+        async with self._busy:
+            self._failed_now(sid, state, code)
+
+    def _failed_now(self, sid: str, state: str, code: str) -> None:
         conversations = self.hub.storage.conversations
         outbox = conversations.get(OUTBOX_KEY, {})
         entry = outbox.pop(sid, None)
-        if entry is None and not late:
-            # The callback may overtake the REST answer it is about; look again.
-            self.hub.loop.call_later(STATUS_GRACE, self._failed, sid, state, code, True)
-            return
         if entry is None:
             log.warning("WhatsApp: message %s was %s (error %s)", sid, state, code)
             return
@@ -601,7 +629,11 @@ class WhatsAppAdapter(Adapter):
         )
         self._enqueue(item)
 
-    def _delivered(self, sid: str) -> None:
+    async def _delivered(self, sid: str) -> None:
+        async with self._busy:
+            self._forget_sent(sid)
+
+    def _forget_sent(self, sid: str) -> None:
         conversations = self.hub.storage.conversations
         outbox = conversations.get(OUTBOX_KEY, {})
         if outbox.pop(sid, None) is not None:

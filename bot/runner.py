@@ -96,13 +96,28 @@ class JobRunner:
         await self._publish(job, worktree, repo)
 
     async def _prepare(self, job: Job, repo) -> Worktree:
+        fresh = not (job.worktree or job.session_id or job.commit or job.followups)
         try:
             worktree = await asyncio.to_thread(
-                self.engine.workspaces.prepare, repo, job.id, job.branch, job.worktree
+                self.engine.workspaces.prepare,
+                repo,
+                job.id,
+                job.branch,
+                job.worktree,
+                fresh,
             )
         except WorkspaceError as exc:
             raise JobFailed(f"Job {job.id} could not start: {exc}.") from exc
-        self.jobs.update(job, worktree=str(worktree.path))
+        if worktree.branch != job.branch:
+            await self.engine.notifier.to_job(
+                job,
+                Outbound(
+                    text=f"Job {job.id}: branch {job.branch} was taken; "
+                    f"using {worktree.branch}.",
+                    job_id=job.id,
+                ),
+            )
+        self.jobs.update(job, worktree=str(worktree.path), branch=worktree.branch)
         return worktree
 
     async def _initial_prompt(self, job: Job, worktree: Worktree) -> str:

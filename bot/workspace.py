@@ -71,6 +71,13 @@ def auth_env(github_token: str, url: str) -> dict[str, str]:
     }
 
 
+def _next_free(name: str, taken: set[str]) -> str:
+    n = 2
+    while f"{name}-{n}" in taken:
+        n += 1
+    return f"{name}-{n}"
+
+
 def redact(text: str) -> str:
     """Strip credentials from URLs in git output."""
     return CREDENTIALS_IN_URL.sub(r"\1***@", text)
@@ -90,13 +97,19 @@ class Workspaces:
         self._locks_guard = threading.Lock()
 
     def prepare(
-        self, repo: RepoConfig, job_id: int, branch: str, existing: str = ""
+        self,
+        repo: RepoConfig,
+        job_id: int,
+        branch: str,
+        existing: str = "",
+        fresh: bool = True,
     ) -> Worktree:
         """Fetch and give the job a worktree on `branch`.
 
-        A worktree still on disk is reused; a branch that exists (a retry or a
-        follow-up) is checked out again; otherwise the branch is created from
-        `origin/<base>`.
+        A worktree still on disk is reused. A job that has worked before (a
+        retry or a follow-up) gets its branch checked out again. A fresh job
+        gets a new branch from `origin/<base>`; if its name turned out to be
+        taken, a suffixed name, returned in the worktree.
         """
         if existing and (Path(existing) / ".git").exists():
             return Worktree(Path(existing), branch, repo.base)
@@ -109,10 +122,12 @@ class Workspaces:
                 self._prune(clone, path)
             path.parent.mkdir(parents=True, exist_ok=True)
 
-            local = branch in [head.name for head in clone.heads]
-            remote = f"origin/{branch}" in [
-                ref.name for ref in clone.remotes.origin.refs
-            ]
+            local_names = {head.name for head in clone.heads}
+            remote_names = {ref.remote_head for ref in clone.remotes.origin.refs}
+            if fresh and branch in local_names | remote_names:
+                branch = _next_free(branch, local_names | remote_names)
+            local = branch in local_names
+            remote = branch in remote_names
             try:
                 if local:
                     clone.git.worktree("add", str(path), branch)
@@ -139,13 +154,12 @@ class Workspaces:
 
     def taken_branches(self, repo: RepoConfig) -> set[str]:
         """Branch names already used locally or on origin (as last fetched)."""
-        path = self.clones / repo.name
-        if not path.exists():
-            return set()
-        clone = git.Repo(path)
-        names = {head.name for head in clone.heads}
-        names |= {ref.remote_head for ref in clone.remotes.origin.refs}
-        return names
+        try:
+            clone = git.Repo(self.clones / repo.name)
+            names = {head.name for head in clone.heads}
+            return names | {ref.remote_head for ref in clone.remotes.origin.refs}
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+            return set()  # not cloned yet, or a clone in progress
 
     def has_changes(self, worktree: Worktree) -> bool:
         """True when the worktree differs from `origin/<base>` in any way."""

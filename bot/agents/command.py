@@ -43,9 +43,20 @@ class CommandAgent:
     ) -> AgentResult:
         """Run the command to its end; its last lines of output are the summary."""
         token = secrets.token_urlsafe(24)
-        server = await asyncio.start_server(
-            lambda r, w: self._serve_ask(r, w, token, callbacks), "127.0.0.1", 0
-        )
+        asking: set[asyncio.Task] = set()
+
+        async def serve(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            asking.add(task)
+            try:
+                await self._serve_ask(reader, writer, token, callbacks)
+            finally:
+                asking.discard(task)
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
         host, port = server.sockets[0].getsockname()[:2]
         argv = [self._fill(item, request) for item in self.config.command]
         env = {
@@ -85,6 +96,8 @@ class CommandAgent:
             raise
         finally:
             server.close()
+            for task in list(asking):  # questions nobody will answer now
+                task.cancel()
 
         summary = "\n".join(tail).strip()
         if code != 0:

@@ -49,6 +49,7 @@ class Sent:
     text: str
     reply_markup: dict[str, Any] | None = None
     silent: bool = False
+    parse_mode: str | None = None
     document: tuple[str, bytes] | None = None
     at: float = field(default_factory=time.monotonic)
 
@@ -76,6 +77,7 @@ class _Failure:
     retry_after: int
     methods: frozenset[str]
     chat_id: int | None
+    status: int = 429
 
 
 class FakeTelegram:
@@ -204,6 +206,21 @@ class FakeTelegram:
         with self._cond:
             self._failures.append(_Failure(n, retry_after, frozenset(methods), chat_id))
 
+    def fail_with_502(self, n: int, methods: frozenset[str] = SEND_METHODS) -> None:
+        """Answer the next `n` matching calls with a gateway error (HTTP 502)."""
+        with self._cond:
+            self._failures.append(_Failure(n, 0, frozenset(methods), None, status=502))
+
+    def forget(self, chat_id: int, message_id: int) -> None:
+        """Delete a message, as a user clearing the chat would."""
+        with self._cond:
+            self._messages.pop((chat_id, message_id), None)
+            self.sent = [
+                s
+                for s in self.sent
+                if (s.chat_id, s.message_id) != (chat_id, message_id)
+            ]
+
     # Reading what the bot did
 
     def messages_to(self, chat_id: int) -> list[Sent]:
@@ -280,11 +297,14 @@ class FakeTelegram:
             failure = self._failure_for(method, params)
             if failure is not None:
                 self.rejected += 1
+                if failure.status != 429:
+                    return _error(failure.status, "Bad Gateway")
+                wait = failure.retry_after
                 return 429, {
                     "ok": False,
                     "error_code": 429,
-                    "description": f"Too Many Requests: retry after {failure}",
-                    "parameters": {"retry_after": failure},
+                    "description": f"Too Many Requests: retry after {wait}",
+                    "parameters": {"retry_after": wait},
                 }
         if method == "getUpdates":
             return self._get_updates(params)
@@ -294,7 +314,7 @@ class FakeTelegram:
         with self._cond:
             return handler(params)
 
-    def _failure_for(self, method: str, params: dict[str, Any]) -> int | None:
+    def _failure_for(self, method: str, params: dict[str, Any]) -> _Failure | None:
         for failure in self._failures:
             if failure.remaining <= 0 or method not in failure.methods:
                 continue
@@ -302,7 +322,7 @@ class FakeTelegram:
             if failure.chat_id is not None and str(failure.chat_id) != str(chat):
                 continue
             failure.remaining -= 1
-            return failure.retry_after
+            return failure
         return None
 
     def _get_updates(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -337,8 +357,9 @@ class FakeTelegram:
         markup = params.get("reply_markup")
         message = self._bot_message(chat_id, {"text": text}, markup)
         silent = str(params.get("disable_notification", "")).lower() == "true"
+        parse_mode = params.get("parse_mode")
         self.sent.append(
-            Sent(message["message_id"], chat_id, text, markup, silent=silent)
+            Sent(message["message_id"], chat_id, text, markup, silent, parse_mode)
         )
         return 200, _ok(message)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -53,6 +54,11 @@ class Failure:
     status: int
     code: int
     message: str
+    body: str = ""
+
+    def matches(self, form: dict[str, str]) -> bool:
+        """Whether this failure applies to a send with this form."""
+        return re.search(self.body, form.get("Body", "")) is not None
 
 
 class FakeTwilio:
@@ -99,11 +105,14 @@ class FakeTwilio:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def fail_next(self, code: int, status: int = 400, times: int = 1) -> None:
-        """Answer the next `times` sends with Twilio error `code` and HTTP `status`."""
-        message = MESSAGES_ERRORS.get(code, "Error")
+    def fail_next(
+        self, code: int, status: int = 400, times: int = 1, body: str = ""
+    ) -> None:
+        """Answer the next `times` sends (whose body matches the regex `body`)
+        with Twilio error `code` and HTTP `status`."""
+        failure = Failure(status, code, MESSAGES_ERRORS.get(code, "Error"), body)
         with self.lock:
-            self._failures.extend(Failure(status, code, message) for _ in range(times))
+            self._failures.extend(failure for _ in range(times))
 
     def messages_to(self, to: str) -> list[SentMessage]:
         """Messages sent to `to`, oldest first."""
@@ -131,9 +140,13 @@ class FakeTwilio:
 
     # Answers
 
-    def _take_failure(self) -> Failure | None:
+    def _take_failure(self, form: dict[str, str]) -> Failure | None:
         with self.lock:
-            return self._failures.popleft() if self._failures else None
+            for failure in self._failures:
+                if failure.matches(form):
+                    self._failures.remove(failure)
+                    return failure
+        return None
 
     def _record(self, form: dict[str, str]) -> SentMessage:
         message = SentMessage(
@@ -254,7 +267,7 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             if not form.get("To") or not (form.get("Body") or form.get("ContentSid")):
                 self._json(400, _error(400, 21602, "Message body is required."))
                 return
-            failure = fake._take_failure()
+            failure = fake._take_failure(form)
             if failure is not None:
                 self._json(
                     failure.status,
