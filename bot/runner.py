@@ -372,6 +372,8 @@ class JobCallbacks:
 
     async def progress(self, event: AgentEvent) -> None:
         self.engine.joblog.write(self.job.id, f"{event.kind}: {event.detail}")
+        if event.kind == "started" and event.detail:
+            self.engine.storage.jobs.update(self.job, session_id=event.detail)
         if event.kind == "edit" and not self.edited:
             self.edited = True
             await self.engine.notifier.progress(self.job, f"first edit: {event.detail}")

@@ -321,11 +321,11 @@ def test_chats_do_not_wait_for_each_other(
     acks = [
         telegram.wait_for_text(chat, r"^Job \d: fixing") for chat in (BOB, CAROL, DAVE)
     ]
-    assert time.monotonic() - started < 2.5
     assert {re.match(r"Job (\d)", a.text)[1] for a in acks} == {"2", "3", "4"}
 
     status = telegram.wait_for_text(ALICE, r"^Job 1: #42")
-    assert status.at - started > 2.5  # ALICE's own message waited out the 429
+    assert status.at - started > 2  # ALICE's own reply waited out the 429 ...
+    assert all(ack.at < status.at for ack in acks)  # ... and nobody else did
     telegram.user_sends(ALICE, ALICE, "cancel 1")
     telegram.wait_for_text(ALICE, r"Job 1 cancelled")
     telegram.wait_for_edit(asked.message_id, r"→ \(closed\)$")
@@ -345,7 +345,7 @@ def test_messages_in_one_chat_are_paced(
     times = [s.at for s in telegram.messages_to(ALICE)]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert min(gaps) >= 0.2
-    assert bob.at - times[0] < 0.2
+    assert bob.at < times[1]
 
 
 def test_long_logs_are_split_and_the_full_log_sent_as_a_file(

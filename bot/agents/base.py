@@ -11,7 +11,11 @@ EventKind = Literal["started", "text", "tool", "edit", "command"]
 
 @dataclass(frozen=True)
 class AgentEvent:
-    """Something the agent did, for progress reports and the job log."""
+    """Something the agent did, for progress reports and the job log.
+
+    A `started` event carries the session id as its detail when the backend
+    has resumable sessions, so the job can save it before the session ends.
+    """
 
     kind: EventKind
     detail: str = ""

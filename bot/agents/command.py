@@ -82,7 +82,7 @@ class CommandAgent:
             raise AgentError(f"could not start {argv[0]}: {exc.strerror}") from exc
 
         log.info("Job %s: started %s (pid %s)", request.job_id, argv[0], process.pid)
-        await callbacks.progress(AgentEvent("started", argv[0]))
+        await callbacks.progress(AgentEvent("started"))
         tail: deque[str] = deque(maxlen=20)
         try:
             assert process.stdout is not None
