@@ -191,6 +191,7 @@ def test_test_failures_go_back_to_the_same_session(tmp_path, origin, github, bot
         chat.wait_for(r"^Job 1: tests failed \(round 1 of 2\)")
         chat.wait_for(r"^Job 1 done: PR ")
 
+    assert bot.engine.storage.jobs.get(1).test_result.startswith("passed")
     feedback = conversation_text(api.main_requests[-1])
     assert "Division is broken" in feedback  # the same conversation, resumed
     assert "Changed the operator." in feedback
