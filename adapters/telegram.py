@@ -314,6 +314,7 @@ class TelegramAdapter(Adapter):
 
     async def _on_message(self, update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
         """A text message or command: hand it to the core if it is meant for us."""
+        # Limitation: only text is read; photos, files and captions are ignored.
         message = update.message
         user = message.from_user if message else None
         if message is None or user is None or user.is_bot or message.text is None:
@@ -354,12 +355,15 @@ class TelegramAdapter(Adapter):
             await self._answer_query(
                 query, "Already answered" if answered else "Closed"
             )
-            keyboard = self._keyboards.pop(question_id, None) or _Keyboard(
-                chat_id, shown.message_id, _without_hint(shown.text or "")
-            )
-            await self._in_chat(
-                chat_id, lambda chat: self._close_keyboard(chat, keyboard, question)
-            )
+            keyboard = self._keyboards.pop(question_id, None)
+            if keyboard is None and shown.reply_markup:  # e.g. from before a restart
+                text = _without_hint(shown.text or "")
+                keyboard = _Keyboard(chat_id, shown.message_id, text)
+            if keyboard is not None:
+                closing = keyboard
+                await self._in_chat(
+                    chat_id, lambda chat: self._close_keyboard(chat, closing, question)
+                )
             return
         options = question.options or (
             list(APPROVAL_OPTIONS) if question.approval else []
@@ -460,6 +464,8 @@ class TelegramAdapter(Adapter):
         text, markup = _render(out)
         chunks = split_text(text)
         last: TgMessage | None = None
+        # Limitation: a question too long for one message has its buttons (and
+        # the reply-to-answer link) on the last part only.
         for number, chunk in enumerate(chunks, 1):
             keyboard = markup if number == len(chunks) else None
             last = await self._request(
@@ -608,6 +614,8 @@ class TelegramAdapter(Adapter):
             except (BadRequest, InvalidToken):
                 raise
             except (TimedOut, NetworkError) as exc:
+                # Limitation: a send that timed out may have arrived; the retry
+                # can then show the message twice.
                 failures += 1
                 if failures > self.max_retries or self._closing:
                     raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -20,8 +21,12 @@ from flask import Blueprint, Response, abort, jsonify, request
 from adapters.base import Adapter, Hub
 from bot.messages import Message, Outbound
 
+log = logging.getLogger(__name__)
+
 CHAT_ID = "browser"
 KEEP = 500
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+FORWARDING_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "Forwarded", "X-Real-Ip")
 
 
 class WebChatAdapter(Adapter):
@@ -119,13 +124,23 @@ class WebChatAdapter(Adapter):
 
 
 def _local_only() -> None:
-    """Refuse anything that is not a same-site request from this machine."""
+    """Refuse anything that is not a same-site request from this machine.
+
+    A tunnel or reverse proxy on this machine connects from loopback too, so
+    the Host header must name this machine as well, and no forwarding header
+    may be present; the Origin check stops other sites' pages.
+    """
     try:
         local = ipaddress.ip_address(request.remote_addr or "").is_loopback
     except ValueError:
         local = False
-    forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+    host = request.host.rsplit(":", 1)[0] if "]" not in request.host else request.host
+    local_host = host.strip("[]").split("%")[0] in LOCAL_HOSTS
+    forwarded = any(name in request.headers for name in FORWARDING_HEADERS)
     origin = request.headers.get("Origin")
     same_site = origin is None or origin == request.host_url.rstrip("/")
-    if not local or forwarded or not same_site:
+    if not (local and local_host) or forwarded or not same_site:
+        log.warning(
+            "Web chat refused a request from %s for %s", request.remote_addr, host
+        )
         abort(403, "The web chat only answers this machine.")

@@ -539,6 +539,8 @@ class WhatsAppAdapter(Adapter):
 
     def _signed(self) -> bool:
         """Whether the request carries Twilio's signature for the URL it called."""
+        # Limitation: only auth-token signatures (HMAC-SHA1) are checked; webhooks
+        # signed with a Twilio SharedKey (HMAC-SHA256) are refused.
         signature = request.headers.get("X-Twilio-Signature", "")
         url = f"{self.hub.config.bot.public_url}{request.path}"
         if request.query_string:

@@ -16,7 +16,6 @@ import click
 from bot.config import Config, ConfigError, load_config
 from bot.engine import Engine, EngineError
 from bot.logs import setup_logging
-from storage.jobs import WAITING
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +62,11 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
 
 
 async def _serve(config: Config, host: str, port: int) -> None:
-    import waitress
-
-    from bot.web import create_app
+    from bot.web import make_server
 
     engine = Engine.for_serve(config)
     await engine.start()
-    server = waitress.create_server(create_app(engine), host=host, port=port, threads=8)
+    server = make_server(engine, host, port)
     threading.Thread(target=server.run, name="http", daemon=True).start()
     click.echo(f"swarmbot is serving on http://{host}:{server.effective_port}/")
 
@@ -117,7 +114,7 @@ async def _wait_for_jobs(engine: Engine, channel: str) -> None:
         jobs = [job for job in engine.storage.jobs.active() if job.channel == channel]
         if not jobs:
             return
-        if all(job.state == WAITING for job in jobs):
+        if all(engine.storage.questions.pending(job.id) for job in jobs):
             ids = ", ".join(str(job.id) for job in jobs)
             click.echo(
                 f"Input ended while job {ids} waits for an answer; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import waitress
 from flask import Flask, jsonify, request
 
 from bot.forge import verify_webhook_signature
@@ -17,6 +18,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+
+
+def make_server(engine: Engine, host: str, port: int, threads: int = 8):
+    """A waitress server for `engine`'s app; `run()` it in a thread."""
+    return waitress.create_server(
+        create_app(engine),
+        host=host,
+        port=port,
+        threads=threads,
+        clear_untrusted_proxy_headers=False,  # the web chat must see them to refuse
+    )
 
 
 def create_app(engine: Engine) -> Flask:

@@ -32,6 +32,8 @@ class AtomicJSONStorage(Storage):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._data: dict[str, dict[str, Any]] | None = None
+        self._temp_prefix = f".{self.path.name}-"
+        self._swept = False
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         if self._data is None:
@@ -40,7 +42,11 @@ class AtomicJSONStorage(Storage):
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         text = json.dumps(data, separators=(",", ":"), sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix=".db-", dir=self.path.parent)
+        if not self._swept:
+            self._remove_leftovers()
+        fd, tmp = tempfile.mkstemp(
+            prefix=self._temp_prefix, suffix=".tmp", dir=self.path.parent
+        )
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
@@ -50,26 +56,51 @@ class AtomicJSONStorage(Storage):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self._data = copy.deepcopy(data)  # on disk now, even if the dir sync fails
         _fsync_dir(self.path.parent)
-        self._data = copy.deepcopy(data)
 
     def close(self) -> None:
         self._data = None
+
+    def _remove_leftovers(self) -> None:
+        """Delete temporary files of writes that a crash cut short.
+
+        Only the writer does this, before its first write: the one process
+        that writes holds the data dir, and readers never leave temporary files.
+        """
+        for entry in self.path.parent.iterdir():
+            name = entry.name
+            if name.startswith(self._temp_prefix) and name.endswith(".tmp"):
+                entry.unlink(missing_ok=True)
+        self._swept = True
 
     def _load(self) -> dict[str, dict[str, Any]] | None:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        except UnicodeDecodeError:
+            text = "(not UTF-8)"
         if not text.strip():
             return None
         try:
-            return json.loads(text)
+            data = json.loads(text)
         except json.JSONDecodeError:
-            broken = self.path.with_suffix(".corrupt")
-            os.replace(self.path, broken)
-            log.error("Database %s was unreadable; moved it to %s", self.path, broken)
-            return None
+            data = None
+        if _is_tables(data):
+            return data
+        broken = self.path.with_suffix(".corrupt")
+        os.replace(self.path, broken)
+        log.error("Database %s was unreadable; moved it to %s", self.path, broken)
+        return None
+
+
+def _is_tables(data: Any) -> bool:
+    """Whether `data` has TinyDB's shape: tables of documents, all objects."""
+    return isinstance(data, dict) and all(
+        isinstance(table, dict) and all(isinstance(doc, dict) for doc in table.values())
+        for table in data.values()
+    )
 
 
 def _fsync_dir(path: Path) -> None:

@@ -14,11 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import waitress
-
 from bot.config import Config, load_config
 from bot.engine import Engine
-from bot.web import create_app
+from bot.web import make_server
 
 CALC_BUGGY = """\
 def divide(a, b):
@@ -128,9 +126,7 @@ class RunningBot:
         self._thread.start()
         self.call(self.engine.start())
         if http:
-            self._server = waitress.create_server(
-                create_app(self.engine), host="127.0.0.1", port=0, threads=4
-            )
+            self._server = make_server(self.engine, "127.0.0.1", 0, threads=4)
             threading.Thread(target=self._server.run, daemon=True).start()
             self.url = f"http://127.0.0.1:{self._server.effective_port}"
         return self

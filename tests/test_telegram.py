@@ -227,7 +227,7 @@ def test_a_job_from_fix_to_the_pr_link_with_a_button_answer(
         ]
         assert telegram.messages_to(ALICE)[-1] is done
 
-        before = len(telegram.messages_to(ALICE))
+        before, edits = len(telegram.messages_to(ALICE)), len(telegram.edits)
         telegram.user_taps(ALICE, ALICE, asked.message_id, buttons[1][1])
         telegram.wait_for(
             lambda: len(telegram.callback_answers) == 2, 10, "the second tap's answer"
@@ -235,6 +235,8 @@ def test_a_job_from_fix_to_the_pr_link_with_a_button_answer(
         assert telegram.callback_answers[1]["text"] == "Already answered"
         quiet_for(0.5)
         assert len(telegram.messages_to(ALICE)) == before
+        assert len(telegram.edits) == edits
+        assert asked.text.endswith("zero?\n→ Raise")
 
 
 # Who may command the bot
@@ -544,6 +546,18 @@ async def test_check_names_the_bot(telegram: FakeTelegram) -> None:
     config = TelegramConfig(token=TOKEN, api_url=telegram.url)
 
     assert await check(config) == f"@{BOT_USERNAME} reachable; long polling"
+
+
+async def test_check_tells_whether_the_webhook_is_set(telegram: FakeTelegram) -> None:
+    config = TelegramConfig(
+        token=TOKEN, api_url=telegram.url, mode="webhook", webhook_secret=SECRET
+    )
+
+    assert await check(config) == "@SwarmBot reachable; no webhook yet (serve sets it)"
+    telegram.webhook = {"url": "https://bot.example.com/webhooks/telegram"}
+    assert await check(config) == (
+        "@SwarmBot reachable; webhook https://bot.example.com/webhooks/telegram"
+    )
 
 
 async def test_check_explains_a_bad_token_without_showing_it(
