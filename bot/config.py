@@ -106,6 +106,8 @@ class Config:
     def find_repo(self, name: str) -> RepoConfig | None:
         """The repo called `name` in chat, by alias or `owner/name`, any case."""
         wanted = name.strip().lower().removesuffix(".git")
+        if not wanted:
+            return None
         for repo in self.repos.values():
             if wanted in (repo.name.lower(), repo.github.lower()):
                 return repo
@@ -118,14 +120,23 @@ def default_config_path() -> Path:
 
 
 def load_config(path: Path | str | None = None) -> Config:
-    """Read the config file; a missing file gives the embedded defaults."""
-    path = Path(path) if path else default_config_path()
+    """Read the config file; no ./swarmbot.toml gives the embedded defaults.
+
+    A file named by `path` or `$SWARMBOT_CONFIG` must exist.
+    """
+    given = Path(path) if path else None
+    path = given or default_config_path()
     raw: dict[str, Any] = {}
     if path.exists():
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    elif given is not None:
+        raise ConfigError(
+            f"The config file {path} does not exist. "
+            "Create it from swarmbot.example.toml or give another path."
+        )
     elif os.environ.get("SWARMBOT_CONFIG"):
         raise ConfigError(
             f"SWARMBOT_CONFIG points at {path}, which does not exist. "
@@ -254,7 +265,7 @@ def _repo(name: str, table: Any, base_dir: Path) -> RepoConfig:
     )
     if not isinstance(table, dict):
         raise ConfigError(f"[{key}] must be a table with at least a url key.")
-    repo = _section({key: table}, key, RepoConfig, {"name": name})
+    repo = _section({key: table}, key, RepoConfig, {"name": name, "url": ""})
     _require(bool(repo.url), f"{key}.url", "is required: a clone URL or a local path")
     if "://" not in repo.url and not repo.url.startswith("git@"):
         repo.url = str((base_dir / repo.url).resolve())
@@ -280,23 +291,34 @@ def _section(
             raise ConfigError(
                 f"Unknown key {name}.{key.rstrip('_')}. Known keys: {', '.join(shown)}."
             )
-        values[key] = _coerce(f"{name}.{key.rstrip('_')}", value, fields[key].default)
+        values[key] = _coerce(f"{name}.{key.rstrip('_')}", value, fields[key].type)
     return cls(**values)
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Check a value against the type of its default, converting numeric text."""
-    if isinstance(default, bool) or default is None:
+def _coerce(key: str, value: Any, kind: str) -> Any:
+    """Check a value against its field's annotation, converting numeric text.
+
+    `kind` is the annotation as text (this module postpones annotations).
+    """
+    if kind in ("int", "float"):
+        number = int if kind == "int" else float
+        wrong = f"{key} must be {'a whole' if kind == 'int' else 'a'} number, "
+        if isinstance(value, str):
+            try:
+                return number(value)
+            except ValueError as exc:
+                raise ConfigError(f"{wrong}not {value!r}.") from exc
+        if isinstance(value, bool) or not isinstance(value, number | int):
+            raise ConfigError(f"{wrong}not {value!r}.")
         return value
-    if isinstance(default, int | float) and isinstance(value, str):
-        try:
-            return type(default)(value)
-        except ValueError as exc:
-            raise ConfigError(f"{key} must be a number, not {value!r}.") from exc
-    if isinstance(default, int | float) and not isinstance(value, int | float):
-        raise ConfigError(f"{key} must be a number, not {value!r}.")
-    if isinstance(default, str) and not isinstance(value, str):
+    if kind in ("str", "Path") and not isinstance(value, str):
         raise ConfigError(f"{key} must be a string, not {value!r}.")
+    if kind.startswith("list[") and not isinstance(value, list):
+        raise ConfigError(f'{key} must be a list, e.g. ["..."], not {value!r}.')
+    if kind.startswith("dict[") and not isinstance(value, dict):
+        raise ConfigError(
+            f'{key} must be a table, e.g. {{ NAME = "value" }}, not {value!r}.'
+        )
     return value
 
 

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 from bot import commands as cmd
 from bot.config import RepoConfig, normalise_number
 from bot.forge import ForgeError
-from bot.messages import Message, Outbound
+from bot.messages import Message, Outbound, format_duration
 from bot.questions import choose
-from bot.runner import format_duration
 from bot.workspace import WorkspaceError, Worktree, branch_name
 from storage import Job, Question
 from storage.jobs import ACTIVE_STATES, CANCELLED, DONE, QUEUED

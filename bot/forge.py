@@ -26,6 +26,8 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
+from bot.messages import format_duration
+
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 10
@@ -373,18 +375,6 @@ def verify_webhook_signature(secret: str, body: bytes, header: str | None) -> bo
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), digest.strip().lower().encode())
-
-
-def format_duration(seconds: float) -> str:
-    """`42 s`, `4 min 12 s` or `1 h 3 min`."""
-    total = max(0, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
 
 
 def _verification(command: str, result: str) -> str:

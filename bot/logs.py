@@ -67,3 +67,4 @@ def setup_logging(config: Config, console_level: int = logging.INFO) -> None:
         root.addHandler(handler)
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("telegram").setLevel(logging.INFO)  # DEBUG lines carry the URL

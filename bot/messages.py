@@ -51,3 +51,15 @@ def render_plain(out: Outbound) -> str:
     lines = [out.text, *(f"{n}. {option}" for n, option in enumerate(out.options, 1))]
     lines.append("Reply with a number or your own answer.")
     return "\n".join(lines)
+
+
+def format_duration(seconds: float) -> str:
+    """`42 s`, `4 min 12 s` or `1 h 3 min`."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"

@@ -59,7 +59,7 @@ class Notifier:
             log.exception("Sending to %s chat %s failed", channel, chat_id)
             return None
 
-        if message_id and (out.job_id or out.question_id):
+        if message_id and out.question_id:  # replies to a question answer it
             self.conversations.record_sent(
                 channel, chat_id, str(message_id), out.job_id, out.question_id
             )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from bot.agents.base import AgentError, AgentEvent, AgentRequest
 from bot.forge import ForgeError, pull_request_body, pull_request_title
-from bot.messages import Outbound
+from bot.messages import Outbound, format_duration
 from bot.verify import run_tests
 from bot.workspace import WorkspaceError, Worktree
 from storage import Job
@@ -204,9 +204,22 @@ class JobRunner:
             f"cost=${result.cost_usd:.4f}\n{result.summary or result.error}",
         )
         if not result.ok:
-            raise JobFailed(
-                f"Job {job.id}: the agent stopped with an error. See `logs {job.id}`."
+            raise JobFailed(self._agent_failure(job, result.error))
+
+    def _agent_failure(self, job: Job, error: str) -> str:
+        """What to tell the chat about an agent session that ended badly."""
+        limits = self.config.agent
+        if "error_max_turns" in error:
+            return (
+                f"Job {job.id}: the agent used all {limits.max_turns} turns "
+                f"without finishing. See `logs {job.id}`."
             )
+        if "error_max_budget" in error:
+            return (
+                f"Job {job.id} stopped: its budget of "
+                f"${limits.max_budget_usd:.2f} is spent."
+            )
+        return f"Job {job.id}: the agent stopped with an error. See `logs {job.id}`."
 
     async def _verify(self, job: Job, worktree: Worktree, repo) -> bool:
         """Run the tests, feeding failures back; False when the job ended here."""
@@ -438,13 +451,3 @@ async def run_with_deadline(coro, limit_s: float, callbacks: JobCallbacks):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         raise
-
-
-def format_duration(seconds: float) -> str:
-    """`45s`, `3m 10s` or `1h 5m`."""
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60}m"

@@ -12,6 +12,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 60
+MAX_OUTPUT = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class TestRun:
     def verdict(self) -> str:
         """One line for chat and the PR body, e.g. `3 passed in 0.1s`."""
         if self.timed_out:
-            return "timed out"
+            return "failed (timed out)"
         lines = [line.strip(" =") for line in self.output.strip().splitlines()]
         last = lines[-1] if lines else ""
         word = "passed" if self.passed else "failed"
@@ -51,16 +52,28 @@ async def run_tests(
         env={**os.environ, **(env or {})},
         start_new_session=True,
     )
+    chunks: list[bytes] = []
+
+    async def collect() -> None:
+        assert process.stdout is not None
+        while chunk := await process.stdout.read(65536):
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > MAX_OUTPUT:
+                del chunks[: len(chunks) // 2]  # keep the end, where the verdict is
+        await process.wait()
+
     try:
-        stdout, _ = await asyncio.wait_for(process.communicate(), timeout_s)
+        await asyncio.wait_for(collect(), timeout_s)
     except (TimeoutError, asyncio.CancelledError) as exc:
         _kill_group(process.pid)
         await process.wait()
         if isinstance(exc, asyncio.CancelledError):
             raise
-        return TestRun(passed=False, output="", timed_out=True)
+        output = b"".join(chunks).decode("utf-8", "replace")
+        log.warning("Tests in %s timed out after %.0f s", worktree, timeout_s)
+        return TestRun(passed=False, output=output, timed_out=True)
 
-    output = stdout.decode("utf-8", "replace")
+    output = b"".join(chunks).decode("utf-8", "replace")
     return TestRun(passed=process.returncode == 0, output=output)
 
 

@@ -141,6 +141,7 @@ class RunningBot:
         self.call(self.engine.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+        self.loop.close()
 
     def wait_for_job(self, job_id: int, states: tuple[str, ...], timeout: float = 120):
         """Wait until the job reaches one of `states`; returns the job."""

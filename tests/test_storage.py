@@ -15,6 +15,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -204,7 +205,7 @@ def test_a_writer_killed_at_random_moments_leaves_a_readable_database(db_path):
         )
         assert child.stdout.readline() == "ready\n"
         first = child.stdout.readline()  # the child is writing by now
-        threading.Event().wait(rng.uniform(0, 0.15))
+        time.sleep(rng.uniform(0, 0.15))
         child.send_signal(signal.SIGKILL)
         output = first + child.communicate()[0]
         assert child.returncode == -signal.SIGKILL
