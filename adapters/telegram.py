@@ -44,7 +44,7 @@ from telegram.ext import (
 )
 
 from adapters.base import Adapter, Hub
-from bot.messages import Message, Outbound
+from bot.messages import Message, Outbound, split_message
 from storage.questions import ANSWERED, PENDING, Question
 
 if TYPE_CHECKING:
@@ -664,30 +664,8 @@ async def check(config: TelegramConfig) -> str:
 
 
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Split `text` into messages of at most `limit` UTF-16 units, at line ends.
-
-    A line longer than `limit` is cut hard; blank pieces are dropped.
-    """
-    chunks: list[str] = []
-    current: str | None = None
-    for line in text.split("\n"):
-        pieces = _hard_split(line, limit)
-        for piece in pieces[:-1]:
-            if current is not None:
-                chunks.append(current)
-                current = None
-            chunks.append(piece)
-        line = pieces[-1]
-        if current is None:
-            current = line
-        elif _units(current) + 1 + _units(line) <= limit:
-            current = f"{current}\n{line}"
-        else:
-            chunks.append(current)
-            current = line
-    if current is not None:
-        chunks.append(current)
-    return [chunk for chunk in chunks if chunk.strip()]
+    """Split `text` into messages of at most `limit` UTF-16 units, at line ends."""
+    return split_message(text, limit, _units)
 
 
 def callback_data(question_id: int, index: int) -> str:

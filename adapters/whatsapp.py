@@ -23,7 +23,7 @@ from twilio.rest import Client
 
 from adapters.base import Adapter, Hub
 from bot.config import WhatsAppConfig, normalise_number
-from bot.messages import Message, Outbound, render_plain
+from bot.messages import Message, Outbound, render_plain, split_message
 
 log = logging.getLogger(__name__)
 
@@ -141,35 +141,7 @@ def check(config: WhatsAppConfig) -> str:
 
 def split_body(text: str, limit: int = MAX_BODY) -> list[str]:
     """`text` in parts of at most `limit` characters, cut at line ends if possible."""
-    pieces: list[str] = []
-    for line in text.split("\n"):
-        pieces.extend(_wrap(line, limit))
-    parts: list[str] = []
-    current: str | None = None
-    for piece in pieces:
-        if current is None:
-            current = piece
-        elif len(current) + 1 + len(piece) <= limit:
-            current = f"{current}\n{piece}"
-        else:
-            parts.append(current)
-            current = piece
-    if current is not None:
-        parts.append(current)
-    return [part.strip("\n") for part in parts if part.strip()]
-
-
-def _wrap(line: str, limit: int) -> list[str]:
-    """One over-long line in pieces, cut at a space where one is near the end."""
-    pieces = []
-    while len(line) > limit:
-        cut = line.rfind(" ", 0, limit + 1)
-        if cut < limit // 2:
-            cut = limit
-        pieces.append(line[:cut])
-        line = line[cut:].lstrip(" ")
-    pieces.append(line)
-    return pieces
+    return split_message(text, limit)
 
 
 class WhatsAppAdapter(Adapter):

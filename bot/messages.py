@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,3 +64,50 @@ def format_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes} min {secs} s"
     return f"{secs} s"
+
+
+def split_message(
+    text: str, limit: int, measure: Callable[[str], int] = len
+) -> list[str]:
+    """`text` in parts of at most `limit` (by `measure`), cut at line ends.
+
+    A line longer than `limit` is cut at a space near its end, or hard where
+    there is none. Blank parts are dropped.
+    """
+    parts: list[str] = []
+    current: str | None = None
+    for line in text.split("\n"):
+        for piece in _wrap(line, limit, measure):
+            if current is None:
+                current = piece
+            elif measure(current) + 1 + measure(piece) <= limit:
+                current = f"{current}\n{piece}"
+            else:
+                parts.append(current)
+                current = piece
+    if current is not None:
+        parts.append(current)
+    return [part.strip("\n") for part in parts if part.strip()]
+
+
+def _wrap(line: str, limit: int, measure: Callable[[str], int]) -> list[str]:
+    pieces = []
+    while measure(line) > limit:
+        end = _fit(line, limit, measure)
+        cut = line.rfind(" ", 0, end + 1)
+        if cut < end // 2:
+            cut = end
+        pieces.append(line[:cut])
+        line = line[cut:].lstrip(" ")
+    pieces.append(line)
+    return pieces
+
+
+def _fit(line: str, limit: int, measure: Callable[[str], int]) -> int:
+    """How many characters of `line` fit in `limit`."""
+    used = 0
+    for index, char in enumerate(line):
+        used += measure(char)
+        if used > limit:
+            return max(index, 1)
+    return len(line)
