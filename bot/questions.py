@@ -9,6 +9,7 @@ import re
 from bot.messages import Outbound
 from bot.notify import Notifier
 from storage import Job, Question, Storage
+from storage.jobs import WAITING
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class Questions:
         self.storage = storage
         self.notifier = notifier
         self._waiting: dict[int, asyncio.Future[str]] = {}
+        self._jobs_waiting: dict[int, tuple[int, str]] = {}
 
     async def ask(
         self, job: Job, text: str, options: list[str], approval: bool = False
@@ -32,6 +34,7 @@ class Questions:
         )
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiting[question.id] = future
+        self._mark_waiting(job)
         log.info("Job %s: question %s asked", job.id, question.id)
         await self.notifier.to_job(
             job,
@@ -48,6 +51,7 @@ class Questions:
             return await future
         finally:
             self._waiting.pop(question.id, None)
+            self._mark_answered(job)
 
     async def approve(self, job: Job, description: str) -> bool:
         """Ask the human to allow an action; True only on a clear yes."""
@@ -64,9 +68,20 @@ class Questions:
         log.info("Job %s: question %s answered", question.job_id, question.id)
         return True
 
-    def is_live(self, question: Question) -> bool:
-        """True when an agent is waiting for this question right now."""
-        return question.id in self._waiting
+    def _mark_waiting(self, job: Job) -> None:
+        """The job waits for an answer; remember the state it waits in."""
+        count, previous = self._jobs_waiting.get(job.id, (0, job.state))
+        self._jobs_waiting[job.id] = (count + 1, previous)
+        if job.state != WAITING:
+            self.storage.jobs.update(job, state=WAITING)
+
+    def _mark_answered(self, job: Job) -> None:
+        """Once no question of the job is open, it goes back to its state."""
+        count, previous = self._jobs_waiting.pop(job.id, (1, job.state))
+        if count > 1:
+            self._jobs_waiting[job.id] = (count - 1, previous)
+        elif job.state == WAITING:
+            self.storage.jobs.update(job, state=previous)
 
 
 def is_yes(answer: str) -> bool:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from bot.agents.base import AgentError, AgentEvent, AgentRequest
-from bot.forge import ForgeError, pull_request_body, pull_request_title
+from bot.config import RepoConfig
+from bot.forge import ForgeError, Issue, pull_request_body, pull_request_title
 from bot.messages import Outbound, format_duration
 from bot.verify import run_tests
 from bot.workspace import WorkspaceError, Worktree
@@ -25,7 +28,6 @@ from storage.jobs import (
     PUBLISHING,
     RUNNING,
     VERIFYING,
-    WAITING,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +97,7 @@ class JobRunner:
             return
         await self._publish(job, worktree, repo)
 
-    async def _prepare(self, job: Job, repo) -> Worktree:
+    async def _prepare(self, job: Job, repo: RepoConfig) -> Worktree:
         fresh = not (job.worktree or job.session_id or job.commit or job.followups)
         try:
             worktree = await asyncio.to_thread(
@@ -146,7 +148,7 @@ class JobRunner:
         )
         return "\n\n".join(parts)
 
-    async def _issue(self, job: Job):
+    async def _issue(self, job: Job) -> Issue | None:
         forge = self.engine.forge_for(job.repo)
         if forge is None:
             return None
@@ -221,7 +223,7 @@ class JobRunner:
             )
         return f"Job {job.id}: the agent stopped with an error. See `logs {job.id}`."
 
-    async def _verify(self, job: Job, worktree: Worktree, repo) -> bool:
+    async def _verify(self, job: Job, worktree: Worktree, repo: RepoConfig) -> bool:
         """Run the tests, feeding failures back; False when the job ended here."""
         if not repo.test:
             self.jobs.update(job, test_result="no test command configured")
@@ -278,7 +280,9 @@ class JobRunner:
             )
         return False
 
-    async def _keep_branch(self, job: Job, worktree: Worktree, repo) -> None:
+    async def _keep_branch(
+        self, job: Job, worktree: Worktree, repo: RepoConfig
+    ) -> None:
         self.jobs.update(job, state=PUBLISHING)
         sha = await self._commit_and_push(job, worktree, repo)
         await asyncio.to_thread(self.engine.workspaces.remove, repo, job.worktree)
@@ -291,7 +295,9 @@ class JobRunner:
             kind="failure",
         )
 
-    async def _commit_and_push(self, job: Job, worktree: Worktree, repo) -> str:
+    async def _commit_and_push(
+        self, job: Job, worktree: Worktree, repo: RepoConfig
+    ) -> str:
         workspaces = self.engine.workspaces
         if not await asyncio.to_thread(workspaces.has_changes, worktree):
             raise JobFailed(
@@ -348,7 +354,7 @@ class JobRunner:
         word = "draft PR" if draft else "PR"
         await self._done(job, repo, f"{word} {pull.url}")
 
-    async def _done(self, job: Job, repo, where: str) -> None:
+    async def _done(self, job: Job, repo: RepoConfig, where: str) -> None:
         await asyncio.to_thread(self.engine.workspaces.remove, repo, job.worktree)
         self.jobs.update(job, worktree="")
         files = (
@@ -374,14 +380,19 @@ class JobRunner:
 
 
 class JobCallbacks:
-    """The agent's line to its job: progress, questions, approvals."""
+    """The agent's line to its job: progress, questions, approvals.
+
+    It also keeps the time spent waiting for the human, which the agent's
+    time limit does not count.
+    """
 
     def __init__(self, engine: Engine, job: Job) -> None:
         self.engine = engine
         self.job = job
         self.edited = False
-        self.waiting_since: float | None = None
         self.waited = 0.0
+        self._open_questions = 0
+        self._waiting_since = 0.0
 
     async def progress(self, event: AgentEvent) -> None:
         self.engine.joblog.write(self.job.id, f"{event.kind}: {event.detail}")
@@ -392,41 +403,30 @@ class JobCallbacks:
             await self.engine.notifier.progress(self.job, f"first edit: {event.detail}")
 
     async def ask(self, question: str, options: list[str]) -> str:
-        async with self._waiting():
+        async with self._clock_stopped():
             return await self.engine.questions.ask(self.job, question, options)
 
     async def approve(self, description: str) -> bool:
-        async with self._waiting():
+        async with self._clock_stopped():
             return await self.engine.questions.approve(self.job, description)
-
-    def _waiting(self):
-        return _Waiting(self)
 
     def waited_now(self) -> float:
         """Seconds spent waiting for the human, so far."""
-        extra = time.monotonic() - self.waiting_since if self.waiting_since else 0.0
-        return self.waited + extra
+        if self._open_questions:
+            return self.waited + time.monotonic() - self._waiting_since
+        return self.waited
 
-
-class _Waiting:
-    """Marks the job waiting for an answer; the agent's clock stops meanwhile."""
-
-    def __init__(self, callbacks: JobCallbacks) -> None:
-        self.callbacks = callbacks
-
-    async def __aenter__(self) -> None:
-        callbacks = self.callbacks
-        callbacks.waiting_since = time.monotonic()
-        callbacks.engine.storage.jobs.update(callbacks.job, state=WAITING)
-
-    async def __aexit__(self, *exc: object) -> None:
-        callbacks = self.callbacks
-        callbacks.waited += time.monotonic() - (
-            callbacks.waiting_since or time.monotonic()
-        )
-        callbacks.waiting_since = None
-        if callbacks.job.state == WAITING:
-            callbacks.engine.storage.jobs.update(callbacks.job, state=RUNNING)
+    @asynccontextmanager
+    async def _clock_stopped(self) -> AsyncIterator[None]:
+        if self._open_questions == 0:
+            self._waiting_since = time.monotonic()
+        self._open_questions += 1
+        try:
+            yield
+        finally:
+            self._open_questions -= 1
+            if self._open_questions == 0:
+                self.waited += time.monotonic() - self._waiting_since
 
 
 async def run_with_deadline(coro, limit_s: float, callbacks: JobCallbacks):
