@@ -172,6 +172,7 @@ class JobRunner:
             test_command=self.config.repos[job.repo].test,
             resume=job.session_id,
             job_id=job.id,
+            budget_usd=agent_config.max_budget_usd - job.cost_usd,
         )
         self.engine.joblog.write(job.id, f"agent: {prompt[:2000]}")
         agent = self.engine.make_agent()

@@ -17,6 +17,7 @@ from bot.engine import Engine
 from tests.fakes.anthropic import (
     FakeAnthropic,
     Hang,
+    ask_user_question,
     conversation_text,
     result_text,
     text,
@@ -35,15 +36,11 @@ from tests.support import (
 
 pytestmark = pytest.mark.timeout(180)
 
-QUESTION = {
-    "question": "How should divide handle b == 0?",
-    "header": "Zero",
-    "options": [
-        {"label": "Raise an error", "description": "ZeroDivisionError"},
-        {"label": "Return 0", "description": "Quietly"},
-    ],
-    "multiSelect": False,
-}
+QUESTION = ask_user_question(
+    "How should divide handle b == 0?",
+    "Zero",
+    [("Raise an error", "ZeroDivisionError"), ("Return 0", "Quietly")],
+)
 
 
 def worktree_of(body: dict[str, Any]) -> Path:
@@ -115,7 +112,7 @@ def test_fix_issue_with_a_question_to_pull_request(tmp_path, origin, github, bot
     script = [
         [
             text("One question first."),
-            tool_use("AskUserQuestion", {"questions": [QUESTION]}),
+            tool_use("AskUserQuestion", QUESTION),
         ],
         fix_per_answer,
         [text("divide() now divides, and raises ZeroDivisionError when b is 0.")],
@@ -234,3 +231,18 @@ def test_restart_resumes_the_session(tmp_path, origin, github, bots):
     )
     assert bot.engine.storage.jobs.get(1).session_id == session
     assert done
+
+
+def test_an_agent_out_of_turns_is_reported(tmp_path, origin, bots):
+    looking = [tool_use("Bash", {"command": "ls", "description": "List files"})]
+    with FakeAnthropic([looking, looking, looking, looking]) as api:
+        agent = claude_agent(api, tmp_path / "claude").replace(
+            "max_turns = 20", "max_turns = 2"
+        )
+        bot, chat = start(bots, basic_config(tmp_path, origin, agent=agent))
+
+        chat.send("in api: look around forever")
+        reply = chat.wait_for(r"^Job 1: the agent used all 2 turns without finishing")
+
+    assert "logs 1" in reply["text"]
+    assert bot.engine.storage.jobs.get(1).state == "failed"

@@ -304,3 +304,16 @@ def test_unauthorised_sender_is_refused_once(tmp_path, origin, start_bot):
     assert len(refusals) == 1
     assert "mallory" in refusals[0]
     assert bot.engine.storage.jobs.all() == []
+
+
+def test_a_job_stops_once_its_budget_is_spent(tmp_path, origin, start_bot):
+    bot, chat = start_bot(basic_config(tmp_path, origin, agent=command_agent("fix")))
+    chat.send("in api: make divide safe")
+    chat.wait_for(r"^Job 1 done")
+    job = bot.engine.storage.jobs.get(1)
+    bot.engine.storage.jobs.update(job, cost_usd=10.5)
+
+    chat.send("followup 1: one more thing")
+
+    reply = chat.wait_for(r"^Job 1 stopped: its budget of \$10\.00 is spent\.")
+    assert reply["kind"] == "failure"

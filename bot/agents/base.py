@@ -30,6 +30,7 @@ class AgentRequest:
     test_command: str = ""
     resume: str | None = None
     job_id: int = 0
+    budget_usd: float | None = None  # what is left of the job's budget
 
 
 @dataclass

@@ -154,7 +154,10 @@ class _Session:
             setting_sources=["project"],
             disallowed_tools=sorted(policy.FORBIDDEN_TOOLS),
             max_turns=self.config.max_turns,
-            max_budget_usd=self.config.max_budget_usd,
+            max_budget_usd=min(
+                self.config.max_budget_usd,
+                self.request.budget_usd or self.config.max_budget_usd,
+            ),
             model=self.config.model or None,
             resume=self.request.resume,
             # The SDK merges this over os.environ for the CLI process.
