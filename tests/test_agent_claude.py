@@ -21,6 +21,7 @@ from tests.fakes.anthropic import (
     ApiError,
     FakeAnthropic,
     Hang,
+    ask_user_question,
     conversation_text,
     result_text,
     text,
@@ -93,15 +94,11 @@ def request(worktree: Path, prompt: str = "Fix #42", **kwargs: Any) -> AgentRequ
 async def test_asks_the_human_then_edits_the_worktree(
     worktree: Path, api_factory: Any
 ) -> None:
-    question = {
-        "question": "Keep the parser or rewrite it?",
-        "header": "Parser",
-        "options": [
-            {"label": "Keep it", "description": "Smallest change"},
-            {"label": "Rewrite it", "description": "Cleaner"},
-        ],
-        "multiSelect": False,
-    }
+    question = ask_user_question(
+        "Keep the parser or rewrite it?",
+        "Parser",
+        [("Keep it", "Smallest change"), ("Rewrite it", "Cleaner")],
+    )
 
     def write_per_answer(body: dict[str, Any]) -> list[dict[str, Any]]:
         answer = result_text(tool_results(body)[0])
@@ -115,7 +112,7 @@ async def test_asks_the_human_then_edits_the_worktree(
         [
             [
                 text("One question first."),
-                tool_use("AskUserQuestion", {"questions": [question]}),
+                tool_use("AskUserQuestion", question),
             ],
             write_per_answer,
             [text("Rewrote the parser.")],
@@ -286,16 +283,10 @@ async def test_cancelling_stops_the_cli(worktree: Path, api_factory: Any) -> Non
 async def test_cancelling_while_the_human_thinks_stops_the_cli(
     worktree: Path, api_factory: Any
 ) -> None:
-    question = {
-        "question": "Which one?",
-        "header": "Pick",
-        "options": [
-            {"label": "A", "description": "The first"},
-            {"label": "B", "description": "The second"},
-        ],
-        "multiSelect": False,
-    }
-    _, config = api_factory([[tool_use("AskUserQuestion", {"questions": [question]})]])
+    question = ask_user_question(
+        "Which one?", "Pick", [("A", "The first"), ("B", "The second")]
+    )
+    _, config = api_factory([[tool_use("AskUserQuestion", question)]])
     asked = asyncio.Event()
 
     class SlowHuman(Human):

@@ -26,7 +26,7 @@ from adapters.telegram import (
 from bot.config import TelegramConfig
 from bot.engine import Engine, EngineError
 from bot.messages import Outbound
-from tests.fakes.anthropic import FakeAnthropic, text, tool_use
+from tests.fakes.anthropic import FakeAnthropic, ask_user_question, text, tool_use
 from tests.fakes.github import FakeGitHub
 from tests.fakes.telegram import BOT_USERNAME, TOKEN, FakeTelegram, Sent
 from tests.support import CALC_FIXED, RunningBot, basic_config
@@ -163,17 +163,13 @@ def write_fix(body: dict[str, Any]) -> list[dict[str, Any]]:
 def test_a_job_from_fix_to_the_pr_link_with_a_button_answer(
     start_bot: Callable[..., RunningBot], telegram: FakeTelegram, tmp_path: Path
 ) -> None:
-    question = {
-        "question": "Raise or return None on zero?",
-        "header": "Zero",
-        "options": [
-            {"label": "Raise", "description": "ZeroDivisionError"},
-            {"label": "Return None", "description": "Quietly"},
-        ],
-        "multiSelect": False,
-    }
+    question = ask_user_question(
+        "Raise or return None on zero?",
+        "Zero",
+        [("Raise", "ZeroDivisionError"), ("Return None", "Quietly")],
+    )
     script = [
-        [text("One question."), tool_use("AskUserQuestion", {"questions": [question]})],
+        [text("One question."), tool_use("AskUserQuestion", question)],
         write_fix,
         [text("divide now raises on zero.")],
     ]

@@ -25,6 +25,7 @@ from bot.engine import Engine
 from bot.messages import Outbound
 from tests.fakes.anthropic import (
     FakeAnthropic,
+    ask_user_question,
     result_text,
     text,
     tool_results,
@@ -234,15 +235,11 @@ def command_agent(tmp_path: Path) -> str:
 
 
 def test_a_job_from_fix_to_pull_request_link(start: Any, tmp_path: Path) -> None:
-    question = {
-        "question": "divide(6, 0) should do what?",
-        "header": "Zero",
-        "options": [
-            {"label": "Return None", "description": "Quiet"},
-            {"label": "Raise ZeroDivisionError", "description": "Loud"},
-        ],
-        "multiSelect": False,
-    }
+    question = ask_user_question(
+        "divide(6, 0) should do what?",
+        "Zero",
+        [("Return None", "Quiet"), ("Raise ZeroDivisionError", "Loud")],
+    )
     holder: dict[str, Rig] = {}
 
     def write_fix(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -254,7 +251,7 @@ def test_a_job_from_fix_to_pull_request_link(start: Any, tmp_path: Path) -> None
         return [tool_use("Write", {"file_path": path, "content": CALC_FIXED})]
 
     script = [
-        [text("One question."), tool_use("AskUserQuestion", {"questions": [question]})],
+        [text("One question."), tool_use("AskUserQuestion", question)],
         write_fix,
         [text("divide() now divides and raises on zero.")],
     ]

@@ -13,9 +13,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from tests.fakes.server import FakeServer
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,23 @@ def tool_use(name: str, input: dict[str, Any]) -> Block:
         "id": f"toolu_fake{next(_ids):04d}",
         "name": name,
         "input": input,
+    }
+
+
+def ask_user_question(
+    question: str, header: str, options: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """AskUserQuestion's input: one single-choice question of (label, description)."""
+    choices = [{"label": label, "description": note} for label, note in options]
+    return {
+        "questions": [
+            {
+                "question": question,
+                "header": header,
+                "options": choices,
+                "multiSelect": False,
+            }
+        ]
     }
 
 
@@ -106,7 +125,7 @@ def conversation_text(body: dict[str, Any]) -> str:
     return json.dumps(body.get("messages") or [])
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
     """The fake server; use as a context manager and pass `env()` to the CLI."""
 
     def __init__(self, script: list[Turn] | None = None, *, model: str = "") -> None:
@@ -115,16 +134,7 @@ class FakeAnthropic:
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._turn = 0
-        self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The base URL to give the CLI as ANTHROPIC_BASE_URL."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(self._handler(), "fake-anthropic")
 
     @property
     def main_requests(self) -> list[dict[str, Any]]:
@@ -146,24 +156,6 @@ class FakeAnthropic:
             "CLAUDE_CODE_MAX_RETRIES": "0",
             "API_TIMEOUT_MS": "60000",
         }
-
-    def start(self) -> FakeAnthropic:
-        """Start serving in a background thread."""
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Release hung requests and stop the server."""
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _next_turn(self) -> Turn:
         with self._lock:
@@ -222,7 +214,7 @@ class FakeAnthropic:
                 if callable(turn):
                     turn = turn(body)
                 if isinstance(turn, Hang):
-                    fake._stop.wait(timeout=120)
+                    fake.stopped.wait(timeout=120)
                     self.close_connection = True
                     return
                 if isinstance(turn, ApiError):

@@ -11,9 +11,11 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tests.fakes.server import FakeServer
 
 DOCS = "https://docs.github.com/rest"
 Query = dict[str, str]
@@ -78,7 +80,7 @@ class Repo:
         return self.slug.split("/", 1)[0]
 
 
-class FakeGitHub:
+class FakeGitHub(FakeServer):
     """A threaded fake of GitHub's REST API; use as a context manager."""
 
     def __init__(self, token: str | None, prefix: str = "") -> None:
@@ -91,51 +93,16 @@ class FakeGitHub:
         self.lock = threading.RLock()
         self._failures: deque[Failure] = deque()
         self._stall = 0.0
-        self._stopping = threading.Event()
         self._ids = 1000
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    # -- lifecycle --------------------------------------------------------
-
-    def start(self) -> FakeGitHub:
-        """Listen on a random port and serve in a background thread."""
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._stopping.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-github",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+        super().__init__(handler, "fake-github")
 
-    def stop(self) -> None:
-        """Stop serving and close the port, so clients get connection refused."""
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeGitHub:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    # -- addresses --------------------------------------------------------
 
     @property
     def web_url(self) -> str:
         """Where the HTML pages would live, e.g. `http://127.0.0.1:PORT`."""
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
 
     @property
     def api_url(self) -> str:
@@ -494,7 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
             fake.requests.append(Request(self.command, path, query, payload, auth))
             failure = fake._take_failure(self.command, path)
         if fake._stall:
-            fake._stopping.wait(fake._stall)
+            fake.stopped.wait(fake._stall)
         try:
             if failure is not None:
                 raise _failure_error(failure)

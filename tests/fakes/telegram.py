@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fakes.server import FakeServer
+
 TOKEN = "123:abc"
 BOT_ID = 7000001
 BOT_USERNAME = "SwarmBot"
@@ -80,8 +82,17 @@ class _Failure:
     status: int = 429
 
 
-class FakeTelegram:
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up on a long poll is normal; stay quiet."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class FakeTelegram(FakeServer):
     """The fake server; a context manager, with `url` to use as `api_url`."""
+
+    server_class = _Server
 
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
@@ -99,43 +110,12 @@ class FakeTelegram:
         self._ids = itertools.count(100)
         self._update_ids = itertools.count(1)
         self._cond = threading.Condition()
-        self._stopping = False
-        self._server = _Server(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-telegram",
-            daemon=True,
-        )
+        super().__init__(_handler(self), "fake-telegram")
 
-    # Lifecycle
-
-    @property
-    def url(self) -> str:
-        """The Bot API root, e.g. `http://127.0.0.1:PORT`."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeTelegram:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release long polls and stop serving."""
+    def _release(self) -> None:
+        """Wake the long polls, which see `stopped` and answer."""
         with self._cond:
-            self._stopping = True
             self._cond.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeTelegram:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # Playing the users
 
@@ -337,7 +317,7 @@ class FakeTelegram:
                     "use deleteWebhook to delete the webhook first",
                 )
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
-            while not self._updates and not self._stopping:
+            while not self._updates and not self.stopped.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -471,13 +451,6 @@ class FakeTelegram:
             message["reply_markup"] = markup
         self._messages[(chat_id, message["message_id"])] = message
         return message
-
-
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client hanging up on a long poll is normal; stay quiet."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 def _handler(fake: FakeTelegram) -> type[BaseHTTPRequestHandler]:

@@ -17,11 +17,13 @@ import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from twilio.request_validator import RequestValidator
+
+from tests.fakes.server import FakeServer
 
 MESSAGES = "/2010-04-01/Accounts/{sid}/Messages.json"
 ACCOUNT = "/2010-04-01/Accounts/{sid}.json"
@@ -61,7 +63,7 @@ class Failure:
         return re.search(self.body, form.get("Body", "")) is not None
 
 
-class FakeTwilio:
+class FakeTwilio(FakeServer):
     """A threaded fake of Twilio's REST API; use as a context manager."""
 
     def __init__(self, account_sid: str, auth_token: str) -> None:
@@ -70,40 +72,8 @@ class FakeTwilio:
         self.sent: list[SentMessage] = []
         self.lock = threading.Lock()
         self._failures: deque[Failure] = deque()
-        self.stopped = threading.Event()
         self._ids = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-twilio",
-            daemon=True,
-        )
-
-    @property
-    def url(self) -> str:
-        """The base URL for `[whatsapp] api_url`."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeTwilio:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the port; open connections get hung up on."""
-        self.stopped.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeTwilio:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(_handler(self), "fake-twilio")
 
     def fail_next(
         self, code: int, status: int = 400, times: int = 1, body: str = ""
