@@ -201,6 +201,7 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
 
     def _take_data_dir(self) -> None:
+        # Limitation: one process per data dir; TinyDB has no cross-process locks.
         data_dir: Path = self.config.bot.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         handle = (data_dir / "swarmbot.lock").open("w")

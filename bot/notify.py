@@ -82,6 +82,7 @@ class Notifier:
             await self.send(job.channel, job.chat_id, out)
             return
 
+        # Limitation: a coalesced line waits in memory; a restart drops it.
         throttle.pending = out
         if throttle.flush is None:
             loop = asyncio.get_running_loop()

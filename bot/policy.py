@@ -340,6 +340,8 @@ def _outside_argument(words: list[str], root: Path, cwd: Path) -> str:
     pattern of grep-like commands and option words (`--name=value` has its
     value read).
     """
+    # Limitation: a harmless absolute-looking argument (`echo /etc`) is denied
+    # too; the agent is told why and can rephrase.
     skip_pattern = words[0] in PATTERN_FIRST and not any(
         word in ("-e", "-f", "--regexp", "--file") or word.startswith("--regexp=")
         for word in words
