@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
-from tests.support import basic_config, git
+from tests.support import basic_config, git, wait_until
 from tests.test_core_flow import command_agent
 
 SWARMBOT = str(Path(sys.executable).parent / "swarmbot")
@@ -117,3 +121,35 @@ def test_ask_outside_an_agent_explains_itself(tmp_path):
 
     assert result.returncode == 1
     assert "only inside a swarmbot command agent" in result.stderr
+
+
+def test_serve_answers_health_checks_and_stops_cleanly(tmp_path, origin):
+    basic_config(tmp_path, origin, agent=command_agent("fix"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [SWARMBOT, "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+
+        def healthy():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as r:
+                    return json.loads(r.read())
+            except OSError:
+                return None
+
+        health = wait_until(healthy, 30, "serve to answer /healthz")
+        assert health["status"] == "ok"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=30)
+
+    assert server.returncode == 0, err
+    assert f"serving on http://127.0.0.1:{port}/" in out
+    assert "running jobs resume at the next start" in out
