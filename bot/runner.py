@@ -227,7 +227,7 @@ class JobRunner:
     async def _verify(self, job: Job, worktree: Worktree, repo: RepoConfig) -> bool:
         """Run the tests, feeding failures back; False when the job ended here."""
         if not repo.test:
-            self.jobs.update(job, test_result="no test command configured")
+            self.jobs.update(job, test_result="not run (no test command)")
             return True
 
         rounds = self.config.verify.rounds
@@ -332,7 +332,7 @@ class JobRunner:
             job.issue,
             job.summary,
             repo.test,
-            job.test_result,
+            job.test_result if repo.test else "",
             job.duration,
             job.cost_usd,
         )
