@@ -7,7 +7,6 @@ never a torn one. One lock serialises all access from every thread.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -36,9 +35,12 @@ class AtomicJSONStorage(Storage):
         self._swept = False
 
     def read(self) -> dict[str, dict[str, Any]] | None:
+        # TinyDB changes what it read in place and then writes it, so the
+        # cache is handed out as it is; `forget` drops it when a change did
+        # not reach the disk.
         if self._data is None:
             self._data = self._load()
-        return copy.deepcopy(self._data)
+        return self._data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         text = json.dumps(data, separators=(",", ":"), sort_keys=True)
@@ -55,12 +57,17 @@ class AtomicJSONStorage(Storage):
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
+            self.forget()
             raise
-        self._data = copy.deepcopy(data)  # on disk now, even if the dir sync fails
+        self._data = data  # on disk now, even if the dir sync fails
         _fsync_dir(self.path.parent)
 
-    def close(self) -> None:
+    def forget(self) -> None:
+        """Drop the cache; the next read loads the file again."""
         self._data = None
+
+    def close(self) -> None:
+        self.forget()
 
     def _remove_leftovers(self) -> None:
         """Delete temporary files of writes that a crash cut short.
@@ -122,7 +129,11 @@ class Database:
     def run(self, table: str, action: Callable[[Table], T]) -> T:
         """Run `action` on a table while holding the database lock."""
         with self._lock:
-            return action(self._db.table(table, cache_size=0))
+            try:
+                return action(self._db.table(table, cache_size=0))
+            except BaseException:
+                self._db.storage.forget()  # a half-made change stays off the cache
+                raise
 
     def close(self) -> None:
         with self._lock:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tinydb import Query
+from tinydb.table import Document
 
 from storage.db import Database
 
@@ -90,20 +91,20 @@ class JobStore:
         def insert(table):
             job_id = max((doc["id"] for doc in table.all()), default=0) + 1
             job = Job(id=job_id, **values)
-            table.insert(dataclasses.asdict(job))
+            table.insert(Document(dataclasses.asdict(job), doc_id=job_id))
             return job
 
         return self.db.run(self.TABLE, insert)
 
     def get(self, job_id: int) -> Job | None:
-        doc = self.db.run(self.TABLE, lambda t: t.get(Query().id == job_id))
+        doc = self.db.run(self.TABLE, lambda t: t.get(doc_id=job_id))
         return _to_job(doc) if doc else None
 
     def save(self, job: Job) -> Job:
         """Write the whole job back, stamping `updated_at`."""
         job.updated_at = time.time()
         record = dataclasses.asdict(job)
-        self.db.run(self.TABLE, lambda t: t.update(record, Query().id == job.id))
+        self.db.run(self.TABLE, lambda t: t.update(record, doc_ids=[job.id]))
         return job
 
     def update(self, job: Job, **changes: Any) -> Job:
@@ -132,4 +133,5 @@ class JobStore:
 
 def _to_job(doc: dict[str, Any]) -> Job:
     names = {f.name for f in dataclasses.fields(Job)}
-    return Job(**{key: value for key, value in doc.items() if key in names})
+    values = {key: value for key, value in doc.items() if key in names}
+    return Job(**copy.deepcopy(values))  # nothing shared with the cache

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from tinydb import Query
+from tinydb.table import Document
 
 from storage.db import Database
 
@@ -40,14 +42,14 @@ class QuestionStore:
         def insert(table):
             question_id = max((doc["id"] for doc in table.all()), default=0) + 1
             question = Question(id=question_id, **values)
-            table.insert(dataclasses.asdict(question))
+            table.insert(Document(dataclasses.asdict(question), doc_id=question_id))
             return question
 
         return self.db.run(self.TABLE, insert)
 
     def get(self, question_id: int) -> Question | None:
-        doc = self.db.run(self.TABLE, lambda t: t.get(Query().id == question_id))
-        return Question(**doc) if doc else None
+        doc = self.db.run(self.TABLE, lambda t: t.get(doc_id=question_id))
+        return Question(**copy.deepcopy(doc)) if doc else None
 
     def pending(self, job_id: int | None = None) -> list[Question]:
         """Unanswered questions, oldest first, of one job or of all."""
@@ -56,7 +58,9 @@ class QuestionStore:
         if job_id is not None:
             cond &= q.job_id == job_id
         docs = self.db.run(self.TABLE, lambda t: t.search(cond))
-        return sorted((Question(**doc) for doc in docs), key=lambda x: x.id)
+        return sorted(
+            (Question(**copy.deepcopy(doc)) for doc in docs), key=lambda x: x.id
+        )
 
     def resolve(self, question_id: int, answer: str, by: str) -> bool:
         """Record an answer; False when the question was no longer pending."""
