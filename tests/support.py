@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -17,6 +18,9 @@ from typing import Any
 from bot.config import Config, load_config
 from bot.engine import Engine
 from bot.web import make_server
+from tests.fakes.anthropic import FakeAnthropic, tool_use
+
+FIXER = Path(__file__).parent / "agents" / "fixer.py"
 
 CALC_BUGGY = """\
 def divide(a, b):
@@ -46,6 +50,8 @@ if __name__ == "__main__":
 """
 
 TEST_COMMAND = "python3 -m unittest -q test_calc"
+
+Turn = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -110,6 +116,56 @@ def basic_config(
         {textwrap.dedent(extra)}
         """,
     )
+
+
+def command_agent(mode: str, *args: str) -> str:
+    """An [agent] section running tests/agents/fixer.py in `mode` with `args`."""
+    command = [sys.executable, str(FIXER), mode, "{prompt}", *args]
+    return f"""
+    [agent]
+    backend = "command"
+    command = [{", ".join(json.dumps(part) for part in command)}]
+    timeout_minutes = 1
+    """
+
+
+def claude_agent(
+    api: FakeAnthropic,
+    config_dir: Path,
+    *,
+    max_turns: int = 20,
+    timeout_minutes: float = 3,
+) -> str:
+    """An [agent] section pointing the claude backend at the fake Anthropic API."""
+    env = ", ".join(
+        f"{json.dumps(key)} = {json.dumps(value)}"
+        for key, value in api.env(config_dir).items()
+    )
+    return f"""
+    [agent]
+    backend = "claude"
+    max_turns = {max_turns}
+    timeout_minutes = {timeout_minutes}
+    env = {{ {env} }}
+    """
+
+
+def worktree_of(body: dict[str, Any]) -> Path:
+    """The job's worktree, as the CLI tells the model in its system prompt."""
+    system = json.dumps(body.get("system"))
+    found = re.search(r"(/[^\s\"\\]+/worktrees/api-\d+)", system)
+    assert found, "the system prompt names the worktree"
+    return Path(found[1])
+
+
+def write_calc(content: str) -> Turn:
+    """A model turn that writes calc.py into the worktree the session runs in."""
+
+    def turn(body: dict[str, Any]) -> list[dict[str, Any]]:
+        path = worktree_of(body) / "calc.py"
+        return [tool_use("Write", {"file_path": str(path), "content": content})]
+
+    return turn
 
 
 class RunningBot:

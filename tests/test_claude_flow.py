@@ -6,9 +6,6 @@ a scripted session; GitHub is a fake too, and origin is a bare repo.
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,8 +27,10 @@ from tests.support import (
     RunningBot,
     WebChat,
     basic_config,
+    claude_agent,
     git,
     wait_until,
+    write_calc,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -41,33 +40,6 @@ QUESTION = ask_user_question(
     "Zero",
     [("Raise an error", "ZeroDivisionError"), ("Return 0", "Quietly")],
 )
-
-
-def worktree_of(body: dict[str, Any]) -> Path:
-    """The job's worktree, as the CLI tells the model in its system prompt."""
-    system = json.dumps(body.get("system"))
-    return Path(re.search(r"(/[^\s\"\\]+/worktrees/api-\d+)", system).group(1))
-
-
-def write_calc(content: str):
-    """A turn that writes calc.py in whatever worktree the session runs in."""
-
-    def turn(body: dict[str, Any]) -> list[dict[str, Any]]:
-        path = worktree_of(body) / "calc.py"
-        return [tool_use("Write", {"file_path": str(path), "content": content})]
-
-    return turn
-
-
-def claude_agent(api: FakeAnthropic, config_dir: Path) -> str:
-    env = ", ".join(f'{key} = "{value}"' for key, value in api.env(config_dir).items())
-    return f"""
-    [agent]
-    backend = "claude"
-    max_turns = 20
-    timeout_minutes = 3
-    env = {{ {env} }}
-    """
 
 
 @pytest.fixture
@@ -106,8 +78,7 @@ def test_fix_issue_with_a_question_to_pull_request(tmp_path, origin, github, bot
     def fix_per_answer(body: dict[str, Any]) -> list[dict[str, Any]]:
         answer = result_text(tool_results(body)[0])
         content = CALC_FIXED if "Raise an error" in answer else "oops\n"
-        path = worktree_of(body) / "calc.py"
-        return [tool_use("Write", {"file_path": str(path), "content": content})]
+        return write_calc(content)(body)
 
     script = [
         [
@@ -236,9 +207,7 @@ def test_restart_resumes_the_session(tmp_path, origin, github, bots):
 def test_an_agent_out_of_turns_is_reported(tmp_path, origin, bots):
     looking = [tool_use("Bash", {"command": "ls", "description": "List files"})]
     with FakeAnthropic([looking, looking, looking, looking]) as api:
-        agent = claude_agent(api, tmp_path / "claude").replace(
-            "max_turns = 20", "max_turns = 2"
-        )
+        agent = claude_agent(api, tmp_path / "claude", max_turns=2)
         bot, chat = start(bots, basic_config(tmp_path, origin, agent=agent))
 
         chat.send("in api: look around forever")

@@ -10,8 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.support import basic_config, git, wait_until
-from tests.test_core_flow import command_agent
+from tests.support import basic_config, command_agent, git, wait_until
 
 SWARMBOT = str(Path(sys.executable).parent / "swarmbot")
 

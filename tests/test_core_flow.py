@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.engine import Engine
 from tests.fakes.github import FakeGitHub
-from tests.support import RunningBot, WebChat, basic_config, git
-
-FIXER = Path(__file__).parent / "agents" / "fixer.py"
-
-
-def command_agent(mode: str) -> str:
-    return f"""
-    [agent]
-    backend = "command"
-    command = ["{sys.executable}", "{FIXER}", "{mode}", "{{prompt}}"]
-    timeout_minutes = 1
-    """
+from tests.support import RunningBot, WebChat, basic_config, command_agent, git
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from adapters.base import Adapter
 from bot.engine import Engine
 from bot.messages import Message, Outbound
-from tests.support import RunningBot, basic_config
-from tests.test_core_flow import command_agent
+from tests.support import RunningBot, basic_config, command_agent
 
 
 class Recorder(Adapter):

@@ -7,7 +7,6 @@ import itertools
 import json
 import logging
 import re
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +28,14 @@ from bot.messages import Outbound
 from tests.fakes.anthropic import FakeAnthropic, ask_user_question, text, tool_use
 from tests.fakes.github import FakeGitHub
 from tests.fakes.telegram import BOT_USERNAME, TOKEN, FakeTelegram, Sent
-from tests.support import CALC_FIXED, RunningBot, basic_config
+from tests.support import (
+    CALC_FIXED,
+    RunningBot,
+    basic_config,
+    claude_agent,
+    command_agent,
+    write_calc,
+)
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -49,35 +55,9 @@ FAST = {
     "drain_timeout": 3.0,
 }
 
-ASKING_AGENT = """\
-import subprocess, sys
-from pathlib import Path
-helper = Path(sys.executable).parent / "swarmbot"
-answer = subprocess.run(
-    [str(helper), "ask", "Raise or return None on zero?",
-     "--option", "Raise", "--option", "Return None"],
-    capture_output=True, text=True, check=True,
-).stdout.strip()
-Path("calc.py").write_text({fixed!r})
-print("Fixed divide:", answer)
-"""
-
-QUIET_AGENT = """\
-from pathlib import Path
-Path("calc.py").write_text({fixed!r})
-print("Fixed divide")
-"""
-
-
-def command_agent(tmp_path: Path, source: str) -> str:
-    """An [agent] section running a small Python script as the agent."""
-    script = tmp_path / "agent.py"
-    script.write_text(source.format(fixed=CALC_FIXED))
-    return f"""
-        [agent]
-        backend = "command"
-        command = ["{sys.executable}", "{script}"]
-        """
+ASKING_AGENT = command_agent(
+    "choose", "Raise or return None on zero?", "Raise", "Return None"
+)
 
 
 @pytest.fixture
@@ -105,7 +85,7 @@ def start_bot(
         config = basic_config(
             tmp_path,
             origin,
-            agent=agent or command_agent(tmp_path, ASKING_AGENT),
+            agent=agent or ASKING_AGENT,
             github=github,
             extra=extra,
         )
@@ -137,29 +117,6 @@ def quiet_for(seconds: float) -> None:
 # A whole job
 
 
-def claude_agent(api: FakeAnthropic, config_dir: Path) -> str:
-    env = "\n".join(
-        f"{key} = {json.dumps(value)}" for key, value in api.env(config_dir).items()
-    )
-    return f"""
-        [agent]
-        backend = "claude"
-        max_turns = 10
-
-        [agent.env]
-        {env}
-        """
-
-
-def write_fix(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The model's second turn: write the fixed calc.py into the worktree."""
-    system = json.dumps(body.get("system"))
-    worktree = re.search(r"git worktree at (/[^\s\\\"]+)", system)
-    assert worktree, "the system prompt names the worktree"
-    path = f"{worktree[1]}/calc.py"
-    return [tool_use("Write", {"file_path": path, "content": CALC_FIXED})]
-
-
 def test_a_job_from_fix_to_the_pr_link_with_a_button_answer(
     start_bot: Callable[..., RunningBot], telegram: FakeTelegram, tmp_path: Path
 ) -> None:
@@ -170,7 +127,7 @@ def test_a_job_from_fix_to_the_pr_link_with_a_button_answer(
     )
     script = [
         [text("One question."), tool_use("AskUserQuestion", question)],
-        write_fix,
+        write_calc(CALC_FIXED),
         [text("divide now raises on zero.")],
     ]
     with (
@@ -180,7 +137,7 @@ def test_a_job_from_fix_to_the_pr_link_with_a_button_answer(
         github.add_repo("acme/api")
         github.add_issue("acme/api", 42, "divide multiplies")
         start_bot(
-            agent=claude_agent(api, tmp_path / "claude-config"),
+            agent=claude_agent(api, tmp_path / "claude-config", max_turns=10),
             github=f"""
             [github]
             token = "ghp_fake"
@@ -287,9 +244,9 @@ def test_a_group_answers_only_what_is_meant_for_the_bot(
 
 
 def test_flood_control_during_a_job_loses_no_message(
-    start_bot: Callable[..., RunningBot], telegram: FakeTelegram, tmp_path: Path
+    start_bot: Callable[..., RunningBot], telegram: FakeTelegram
 ) -> None:
-    start_bot(agent=command_agent(tmp_path, QUIET_AGENT))
+    start_bot(agent=command_agent("fix"))
     telegram.fail_with_502(2)
     telegram.fail_with_429(4, retry_after=1)
 

@@ -11,8 +11,7 @@ import urllib.request
 import pytest
 
 from bot.engine import Engine
-from tests.support import RunningBot, basic_config
-from tests.test_core_flow import command_agent
+from tests.support import RunningBot, basic_config, command_agent
 
 SECRET = "hook-secret"
 

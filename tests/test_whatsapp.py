@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sys
 import textwrap
 import time
 import uuid
@@ -33,7 +31,15 @@ from tests.fakes.anthropic import (
 )
 from tests.fakes.github import FakeGitHub
 from tests.fakes.twilio import FakeTwilio, SentMessage, post_form, post_signed
-from tests.support import CALC_FIXED, RunningBot, basic_config, wait_until
+from tests.support import (
+    CALC_FIXED,
+    RunningBot,
+    basic_config,
+    claude_agent,
+    command_agent,
+    wait_until,
+    write_calc,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -47,20 +53,9 @@ GITHUB_TOKEN = "ghp_fake_token_for_tests"
 HOUR = 3600.0
 NO_JOBS = "No jobs yet. Try: fix #42 in <repo>"
 
-ASK_AGENT = """\
-import subprocess
-import sys
-from pathlib import Path
-
-swarmbot = Path(sys.executable).parent / "swarmbot"
-asked = subprocess.run(
-    [str(swarmbot), "ask", "Guard against zero how?",
-     "--option", "Raise an error", "--option", "Return None"],
-    capture_output=True, text=True, check=True,
+ASK_AGENT = command_agent(
+    "choose", "Guard against zero how?", "Raise an error", "Return None"
 )
-Path("calc.py").write_text({fixed!r})
-print("Chose: " + asked.stdout.strip())
-"""
 
 
 @dataclass
@@ -221,16 +216,6 @@ def start(tmp_path: Path, origin: Path, twilio: FakeTwilio) -> Iterator[Any]:
         bot.stop()
 
 
-def command_agent(tmp_path: Path) -> str:
-    script = tmp_path / "agent.py"
-    script.write_text(ASK_AGENT.format(fixed=CALC_FIXED))
-    return f"""
-    [agent]
-    backend = "command"
-    command = [{json.dumps(sys.executable)}, {json.dumps(str(script))}]
-    """
-
-
 # A whole job
 
 
@@ -240,15 +225,12 @@ def test_a_job_from_fix_to_pull_request_link(start: Any, tmp_path: Path) -> None
         "Zero",
         [("Return None", "Quiet"), ("Raise ZeroDivisionError", "Loud")],
     )
-    holder: dict[str, Rig] = {}
 
     def write_fix(body: dict[str, Any]) -> list[dict[str, Any]]:
         answer = result_text(tool_results(body)[0])
         if "Raise ZeroDivisionError" not in answer:
             return [text(f"Unexpected answer: {answer}")]
-        job = holder["rig"].engine.storage.jobs.get(1)
-        path = str(Path(job.worktree) / "calc.py")
-        return [tool_use("Write", {"file_path": path, "content": CALC_FIXED})]
+        return write_calc(CALC_FIXED)(body)
 
     script = [
         [text("One question."), tool_use("AskUserQuestion", question)],
@@ -261,16 +243,11 @@ def test_a_job_from_fix_to_pull_request_link(start: Any, tmp_path: Path) -> None
     ):
         github.add_repo("acme/api")
         github.add_issue("acme/api", 42, "divide() multiplies")
-        env = api.env(tmp_path / "claude-config")
-        env_toml = ", ".join(
-            f"{key} = {json.dumps(value)}" for key, value in env.items()
-        )
         rig = start(
-            agent=f"[agent]\nmax_turns = 10\nenv = {{ {env_toml} }}\n",
+            agent=claude_agent(api, tmp_path / "claude-config", max_turns=10),
             github=f'[github]\ntoken = "{GITHUB_TOKEN}"\n'
             f'api_url = "{github.api_url}"\n',
         )
-        holder["rig"] = rig
         ada = rig.phone()
 
         ada.send("fix #42 in api")
@@ -451,7 +428,7 @@ def test_a_question_refused_with_63016_reaches_the_phone_after_the_template(
     start: Any, tmp_path: Path
 ) -> None:
     rig = start(
-        agent=command_agent(tmp_path),
+        agent=ASK_AGENT,
         whatsapp=f'content_sid = "{TEMPLATE}"\n'
         'content_variables = \'{"1": "swarmbot"}\'\n',
     )
@@ -507,7 +484,7 @@ def test_a_reply_to_the_template_only_reopens_the_chat(start: Any) -> None:
 def test_replies_to_question_messages_go_to_their_job(
     start: Any, tmp_path: Path
 ) -> None:
-    rig = start(agent=command_agent(tmp_path))
+    rig = start(agent=ASK_AGENT)
     ada = rig.phone()
 
     ada.send("fix #1 in api")

@@ -1,9 +1,11 @@
 """A tiny command agent for tests: asks which fix, then fixes calc.py.
 
-Usage: fixer.py MODE PROMPT. MODE `ask` asks the human first through
-`swarmbot ask`; `fix` fixes at once; `noop` changes nothing; `twice` needs the
-test output to get it right; `break` never fixes it; `sleep` hangs; `crash`
-exits with an error.
+Usage: fixer.py MODE PROMPT [QUESTION OPTION...]. MODE `ask` asks the human
+first through `swarmbot ask`; `choose` asks QUESTION with the given OPTIONs,
+then fixes and ends its output with `Chose: ANSWER`; `fix` fixes at once; `noop`
+changes nothing; `twice` needs the test output to get it right; `break` never
+fixes it; `sleep` hangs; `crash` exits with an error; `slowfix` fixes after a
+pause.
 """
 
 import subprocess
@@ -18,26 +20,29 @@ def divide(a, b):
     return a / b
 """
 
-mode, prompt = sys.argv[1], sys.argv[2]
+mode, prompt, *asked = sys.argv[1:]
 print(f"prompt: {prompt.splitlines()[0]}", flush=True)
 swarmbot = str(Path(sys.executable).parent / "swarmbot")
 
-if mode == "ask":
-    answer = subprocess.run(
-        [
-            swarmbot,
-            "ask",
-            "Which fix?",
-            "--option",
-            "Raise an error",
-            "--option",
-            "Return 0",
-        ],
+
+def ask(question: str, *options: str) -> str:
+    """Ask the human through `swarmbot ask` and return the answer."""
+    flags = [part for option in options for part in ("--option", option)]
+    return subprocess.run(
+        [swarmbot, "ask", question, *flags],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
+
+
+if mode == "ask":
+    answer = ask("Which fix?", "Raise an error", "Return 0")
     print(f"human said: {answer}", flush=True)
+if mode == "choose":
+    answer = ask(*asked)
+    Path("calc.py").write_text(FIXED)
+    print(f"Chose: {answer}", flush=True)
 if mode == "sleep":
     time.sleep(600)
 if mode == "crash":
