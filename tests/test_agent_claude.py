@@ -222,6 +222,25 @@ async def test_repo_settings_cannot_widen_the_policy(
     assert not outside.exists()
 
 
+async def test_hooks_a_repo_brings_never_run(
+    worktree: Path, api_factory: Any, tmp_path: Path
+) -> None:
+    marker = tmp_path / "hook-ran"
+    hook = {"type": "command", "command": f"touch {marker}"}
+    settings = {"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [hook]}]}}
+    (worktree / ".claude").mkdir()
+    (worktree / ".claude" / "settings.json").write_text(json.dumps(settings))
+    _, config = api_factory([[tool_use("Bash", {"command": "ls"})], [text("Done.")]])
+    trust = {"projects": {str(worktree.resolve()): {"hasTrustDialogAccepted": True}}}
+    config_dir = Path(config.env["CLAUDE_CONFIG_DIR"])
+    (config_dir / ".claude.json").write_text(json.dumps(trust))
+
+    result = await ClaudeAgent(config).run(request(worktree), Human())
+
+    assert result.ok, result.error
+    assert not marker.exists()
+
+
 async def test_file_mentions_in_the_prompt_are_not_expanded(
     worktree: Path, api_factory: Any, tmp_path: Path
 ) -> None:

@@ -149,9 +149,11 @@ class _Session:
                 ]
             },
             system_prompt={"type": "preset", "preset": "claude_code", "append": prompt},
-            # Project settings bring CLAUDE.md; user settings stay out, and the
-            # PreToolUse hook keeps project allow rules from widening the policy.
-            setting_sources=["project"],
+            # The operator's own settings apply; the repo's do not, since an
+            # agent could write hooks there that a resumed session would run.
+            # The job's prompt carries CLAUDE.md and AGENTS.md instead, and the
+            # PreToolUse hook keeps any allow rules from widening the policy.
+            setting_sources=["user"],
             disallowed_tools=sorted(policy.FORBIDDEN_TOOLS),
             max_turns=self.config.max_turns,
             max_budget_usd=min(
