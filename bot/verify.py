@@ -41,6 +41,8 @@ async def run_tests(
     command: str, worktree: Path, timeout_s: float, env: dict[str, str] | None = None
 ) -> TestRun:
     """Run `command` (from the config file, never from chat) in `worktree`."""
+    # Limitation: the tests run code the agent wrote, with the bot's rights;
+    # only the operating system (a dedicated user, a container) confines it.
     process = await asyncio.create_subprocess_exec(
         "/bin/sh",
         "-c",
