@@ -95,7 +95,8 @@ def _agent(config: Config) -> Check:
     login = (
         "API key set" if has_key else "no ANTHROPIC_API_KEY; using Claude Code's login"
     )
-    return Check("agent", True, f"Claude Code {version} ({login})")
+    number = version.split()[0] if version else "?"
+    return Check("agent", True, f"Claude Code {number} at {path} ({login})")
 
 
 def _repo(config: Config, repo: RepoConfig) -> Check:

@@ -96,6 +96,16 @@ def test_doctor_checks_the_setup(tmp_path, origin):
     assert "All good." in result.stdout
 
 
+def test_doctor_finds_the_bundled_claude_code(tmp_path, origin):
+    basic_config(tmp_path, origin)
+
+    result = swarmbot("doctor", cwd=tmp_path)
+
+    agent = next(line for line in result.stdout.splitlines() if "agent:" in line)
+    assert agent.startswith("ok    agent: Claude Code 2.")
+    assert "claude_agent_sdk/_bundled/claude" in agent
+
+
 def test_doctor_says_what_to_fix(tmp_path, origin):
     basic_config(tmp_path, tmp_path / "missing.git", agent=command_agent("fix"))
 
