@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 4000
+ISSUE_WAIT = 3.0  # seconds the acknowledgement may wait for GitHub
 
 
 class Dispatcher:
@@ -162,15 +163,23 @@ class Dispatcher:
             return
 
         title = task
-        if issue is not None:
-            forge = self.engine.forge_for(repo.name)
-            if forge is not None:
-                try:
-                    found = await asyncio.to_thread(forge.get_issue, issue)
-                except ForgeError as exc:
-                    await self.reply(message, f"Cannot start: {exc}.")
-                    return
-                title = found.title
+        forge = self.engine.forge_for(repo.name) if issue is not None else None
+        if forge is not None:
+            # The issue's title names the branch; a slow GitHub must not hold
+            # up the acknowledgement, so after a moment the job starts without.
+            lookup = asyncio.ensure_future(asyncio.to_thread(forge.get_issue, issue))
+            lookup.add_done_callback(_consume)
+            try:
+                title = (
+                    await asyncio.wait_for(asyncio.shield(lookup), ISSUE_WAIT)
+                ).title
+            except TimeoutError:
+                log.warning(
+                    "GitHub was slow to return issue #%s of %s", issue, repo.name
+                )
+            except ForgeError as exc:
+                await self.reply(message, f"Cannot start: {exc}.")
+                return
         job = await self._create_job(message, repo, issue, task, title)
         await self._queue(message, job, "fixing" if issue is not None else "working on")
 
@@ -429,3 +438,9 @@ class Dispatcher:
             github = f" ({repo.github})" if repo.github else ""
             lines.append(f"{repo.name}{github} · base {repo.base}")
         return "\n".join(lines)
+
+
+def _consume(future: asyncio.Future) -> None:
+    """Mark a background lookup's outcome as seen; the job reports its own."""
+    if not future.cancelled():
+        future.exception()

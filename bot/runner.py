@@ -128,6 +128,8 @@ class JobRunner:
         if job.issue is not None:
             parts.append(f"Fix issue #{job.issue} of this repository.")
             issue = await self._issue(job)
+            if issue is not None and not job.title:
+                self.jobs.update(job, title=issue.title)
             if issue is not None:
                 parts.append(f"Title: {issue.title}\n\n{issue.body}".strip())
                 if issue.comments:

@@ -305,3 +305,19 @@ def test_a_job_stops_once_its_budget_is_spent(tmp_path, origin, start_bot):
 
     reply = chat.wait_for(r"^Job 1 stopped: its budget of \$10\.00 is spent\.")
     assert reply["kind"] == "failure"
+
+
+def test_a_slow_github_does_not_hold_up_the_ack(tmp_path, origin, github, start_bot):
+    config = basic_config(
+        tmp_path, origin, agent=command_agent("fix"), github=github_section(github)
+    )
+    _bot, chat = start_bot(config)
+    github.stall(6)
+
+    chat.send("fix #42 in api")
+
+    ack = chat.wait_for(r"^Job 1: fixing #42 in api", timeout=5)
+    assert "branch swarm/42-issue-42" in ack["text"]
+    github.stall(0)
+    chat.wait_for(r"^Job 1 done: PR ", timeout=60)
+    assert github.pulls[0]["title"] == "Fix #42: Division is broken"
