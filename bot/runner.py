@@ -272,8 +272,7 @@ class JobRunner:
         elif choice == KEEP:
             await self._keep_branch(job, worktree, repo)
         else:
-            await asyncio.to_thread(self.engine.workspaces.remove, repo, job.worktree)
-            self.jobs.update(job, worktree="")
+            await self._drop_worktree(job, repo)
             await self._finish(
                 job,
                 CANCELLED,
@@ -288,8 +287,7 @@ class JobRunner:
     ) -> None:
         self.jobs.update(job, state=PUBLISHING)
         sha = await self._commit_and_push(job, worktree, repo)
-        await asyncio.to_thread(self.engine.workspaces.remove, repo, job.worktree)
-        self.jobs.update(job, worktree="")
+        await self._drop_worktree(job, repo)
         await self._finish(
             job,
             FAILED,
@@ -358,8 +356,7 @@ class JobRunner:
         await self._done(job, repo, f"{word} {pull.url}")
 
     async def _done(self, job: Job, repo: RepoConfig, where: str) -> None:
-        await asyncio.to_thread(self.engine.workspaces.remove, repo, job.worktree)
-        self.jobs.update(job, worktree="")
+        await self._drop_worktree(job, repo)
         files = (
             f"{job.files_changed} file{'s' if job.files_changed != 1 else ''} changed"
         )
@@ -370,6 +367,11 @@ class JobRunner:
         await self._finish(
             job, DONE, f"Job {job.id} done: {where}\n{' · '.join(facts)}", kind="result"
         )
+
+    async def _drop_worktree(self, job: Job, repo: RepoConfig) -> None:
+        """Remove the job's worktree; its branch stays."""
+        await asyncio.to_thread(self.engine.workspaces.remove, repo, job.worktree)
+        self.jobs.update(job, worktree="")
 
     async def _finish(self, job: Job, state: str, text: str, kind: str) -> None:
         error = "" if state == DONE else text
