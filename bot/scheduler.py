@@ -39,9 +39,6 @@ class Scheduler:
     def is_running(self, job_id: int) -> bool:
         return job_id in self._running
 
-    def has_free_slot(self) -> bool:
-        return len(self._running) < self.max_parallel and not self._queue
-
     def cancel(self, job_id: int) -> bool:
         """Stop a running job or take a queued one out; False when neither."""
         task = self._running.get(job_id)
@@ -61,12 +58,6 @@ class Scheduler:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def wait_idle(self) -> None:
-        """Return once nothing is queued or running."""
-        while self._queue or self._running:
-            await asyncio.gather(*self._running.values(), return_exceptions=True)
-            await asyncio.sleep(0)
 
     def _fill(self) -> None:
         while self._queue and len(self._running) < self.max_parallel:
