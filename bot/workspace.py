@@ -50,12 +50,7 @@ def branch_name(issue: int | None, job_id: int, title: str, taken: set[str]) -> 
     room = MAX_BRANCH - len(stem) - 1 - 3  # keep space for a "-NN" suffix
     slug = slug[:room].rstrip("-")
     name = f"{stem}-{slug}" if slug else stem
-
-    candidate, n = name, 2
-    while candidate in taken:
-        candidate = f"{name}-{n}"
-        n += 1
-    return candidate
+    return _next_free(name, taken) if name in taken else name
 
 
 def auth_env(github_token: str, url: str) -> dict[str, str]:
@@ -203,10 +198,16 @@ class Workspaces:
             raise self._error(f"could not push {worktree.branch}", exc) from exc
 
     def diffstat(self, worktree: Worktree) -> str:
-        """`git diff --stat` of everything the job changed."""
+        """`git diff --stat` of everything the job changed, new files included.
+
+        Read-only: the agent may be working in the worktree at the same time.
+        """
         repo = git.Repo(worktree.path)
-        repo.git.add("--all", "--intent-to-add")
-        return repo.git.diff("--stat", f"origin/{worktree.base}") or ""
+        stat = repo.git.diff("--stat", f"origin/{worktree.base}")
+        new = repo.git.ls_files("--others", "--exclude-standard").splitlines()
+        lines = [stat] if stat else []
+        lines += [f" {name} (new, not yet added)" for name in new]
+        return "\n".join(lines)
 
     def branch_diffstat(self, repo_config: RepoConfig, branch: str) -> str:
         """Diffstat of a branch whose worktree is gone."""
