@@ -66,18 +66,25 @@ async def _serve(config: Config, host: str, port: int) -> None:
 
     engine = Engine.for_serve(config)
     await engine.start()
-    server = make_server(engine, host, port)
-    threading.Thread(target=server.run, name="http", daemon=True).start()
-    click.echo(f"swarmbot is serving on http://{host}:{server.effective_port}/")
+    try:
+        try:
+            server = make_server(engine, host, port)
+        except OSError as exc:
+            raise EngineError(
+                f"Cannot listen on {host}:{port} ({exc.strerror}); pick another --port."
+            ) from exc
+        threading.Thread(target=server.run, name="http", daemon=True).start()
+        click.echo(f"swarmbot is serving on http://{host}:{server.effective_port}/")
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    click.echo("Stopping; running jobs resume at the next start.")
-    server.close()
-    await engine.stop()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        click.echo("Stopping; running jobs resume at the next start.")
+        server.close()
+    finally:
+        await engine.stop()
 
 
 @main.command()

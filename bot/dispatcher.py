@@ -16,6 +16,7 @@ from bot.questions import choose
 from bot.workspace import WorkspaceError, Worktree, branch_name
 from storage import Job, Question
 from storage.jobs import ACTIVE_STATES, CANCELLED, DONE, QUEUED
+from storage.questions import ANSWERED
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -192,12 +193,7 @@ class Dispatcher:
         title: str,
     ) -> Job:
         async with self._create_lock:
-            try:
-                taken = await asyncio.to_thread(
-                    self.engine.workspaces.taken_branches, repo
-                )
-            except WorkspaceError:
-                taken = set()
+            taken = await asyncio.to_thread(self.engine.workspaces.taken_branches, repo)
             taken |= self.storage.jobs.branches(repo.name)
             job = self.storage.jobs.create(
                 repo=repo.name,
@@ -212,14 +208,13 @@ class Dispatcher:
             return self.storage.jobs.update(job, branch=branch)
 
     async def _queue(self, message: Message, job: Job, verb: str) -> None:
-        ahead = self.engine.scheduler.submit(job)
-        where = (
-            "started"
-            if ahead is None
-            else f"queued, {ahead + 1} ahead"
-            if ahead
-            else "queued, next up"
-        )
+        ahead = self.engine.scheduler.submit(job)  # queued jobs before this one
+        if ahead is None:
+            where = "started"
+        elif ahead == 0:
+            where = "queued, next up"
+        else:
+            where = f"queued, {ahead} ahead"
         log.info(
             "Job %s: %s %s for %s:%s",
             job.id,
@@ -292,11 +287,11 @@ class Dispatcher:
         await self.reply(message, "\n".join(lines), job_id=job.id)
 
     async def _logs(self, message: Message, job: Job) -> None:
-        tail = self.engine.joblog.tail(job.id, lines=30)
-        if not tail:
+        full = self.engine.joblog.tail(job.id, lines=2000)
+        if not full:
             await self.reply(message, f"Job {job.id} has no log yet.")
             return
-        full = self.engine.joblog.tail(job.id, lines=2000)
+        tail = "\n".join(full.splitlines()[-30:])
         await self.reply(
             message,
             f"Job {job.id} log (last lines):\n{tail}",
@@ -319,8 +314,7 @@ class Dispatcher:
                 stat = await asyncio.to_thread(
                     workspaces.branch_diffstat, repo, job.branch
                 )
-        except (WorkspaceError, OSError, ValueError):
-            log.exception("Job %s: diff failed", job.id)
+        except WorkspaceError:
             await self.reply(message, f"Job {job.id}: no diff is available.")
             return
         await self.reply(
@@ -419,12 +413,11 @@ class Dispatcher:
         self, message: Message, question_id: int, text: str
     ) -> None:
         question = self.storage.questions.get(question_id)
-        if question is None or question.status != "pending":
-            await self.reply(message, "That question was already answered.")
-            return
-        answer = choose(question, text)
-        if not self.engine.questions.answer(question, answer, by=message.sender_id):
-            await self.reply(message, "That question was already answered.")
+        answer = choose(question, text) if question else ""
+        if question is None or not self.engine.questions.answer(
+            question, answer, by=message.sender_id
+        ):
+            await self.reply(message, _closed(self.storage.questions.get(question_id)))
             return
         await self.reply(
             message, f"Job {question.job_id}: got it, {answer}.", job_id=question.job_id
@@ -444,3 +437,10 @@ def _consume(future: asyncio.Future) -> None:
     """Mark a background lookup's outcome as seen; the job reports its own."""
     if not future.cancelled():
         future.exception()
+
+
+def _closed(question: Question | None) -> str:
+    """Why a question takes no more answers."""
+    if question is not None and question.status == ANSWERED:
+        return "That question was already answered."
+    return "That question is closed: its job is no longer waiting for it."

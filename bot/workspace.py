@@ -202,20 +202,25 @@ class Workspaces:
 
         Read-only: the agent may be working in the worktree at the same time.
         """
-        repo = git.Repo(worktree.path)
-        stat = repo.git.diff("--stat", f"origin/{worktree.base}")
-        new = repo.git.ls_files("--others", "--exclude-standard").splitlines()
+        try:
+            repo = git.Repo(worktree.path)
+            stat = repo.git.diff("--stat", f"origin/{worktree.base}")
+            new = repo.git.ls_files("--others", "--exclude-standard").splitlines()
+        except (git.GitError, OSError) as exc:
+            log.warning("No diffstat for %s: %s", worktree.path, exc)
+            raise WorkspaceError("no diff is available") from exc
         lines = [stat] if stat else []
         lines += [f" {name} (new, not yet added)" for name in new]
         return "\n".join(lines)
 
     def branch_diffstat(self, repo_config: RepoConfig, branch: str) -> str:
         """Diffstat of a branch whose worktree is gone."""
-        clone = git.Repo(self.clones / repo_config.name)
         try:
+            clone = git.Repo(self.clones / repo_config.name)
             return clone.git.diff("--stat", f"origin/{repo_config.base}...{branch}")
-        except git.GitCommandError as exc:
-            raise self._error(f"no diff for {branch}", exc) from exc
+        except (git.GitError, OSError) as exc:
+            log.warning("No diffstat for %s: %s", branch, exc)
+            raise WorkspaceError("no diff is available") from exc
 
     def changed_files(self, worktree: Worktree) -> int:
         """How many files differ from `origin/<base>`."""

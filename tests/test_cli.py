@@ -162,3 +162,17 @@ def test_serve_answers_health_checks_and_stops_cleanly(tmp_path, origin):
     assert server.returncode == 0, err
     assert f"serving on http://127.0.0.1:{port}/" in out
     assert "running jobs resume at the next start" in out
+
+
+def test_serve_on_a_busy_port_says_so(tmp_path, origin):
+    basic_config(tmp_path, origin, agent=command_agent("fix"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = swarmbot("serve", "--port", str(port), cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

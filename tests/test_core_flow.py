@@ -243,7 +243,7 @@ def test_max_parallel_queues_the_rest(tmp_path, origin, start_bot):
     chat.send("in api: third")
     assert "(started)" in chat.wait_for(r"^Job 1: working on")["text"]
     assert "(queued, next up)" in chat.wait_for(r"^Job 2: working on")["text"]
-    assert "(queued, 2 ahead)" in chat.wait_for(r"^Job 3: working on")["text"]
+    assert "(queued, 1 ahead)" in chat.wait_for(r"^Job 3: working on")["text"]
 
     chat.wait_for(r"^Job 3 done", timeout=60)
     jobs = [bot.engine.storage.jobs.get(n) for n in (1, 2, 3)]
