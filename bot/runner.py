@@ -317,7 +317,7 @@ class JobRunner:
         return sha
 
     async def _publish(
-        self, job: Job, worktree: Worktree, repo, draft: bool = False
+        self, job: Job, worktree: Worktree, repo: RepoConfig, draft: bool = False
     ) -> None:
         self.jobs.update(job, state=PUBLISHING)
         await self.engine.notifier.progress(job, "publishing")
@@ -361,7 +361,7 @@ class JobRunner:
             f"{job.files_changed} file{'s' if job.files_changed != 1 else ''} changed"
         )
         facts = [files, f"tests {job.test_result or 'not run'}"]
-        facts += [format_duration(time.time() - (job.started_at or time.time()))]
+        facts += [format_duration(job.duration)]
         if job.cost_usd:
             facts += [f"${job.cost_usd:.2f}"]
         await self._finish(
