@@ -6,9 +6,10 @@ A fake subclasses `FakeServer`, passes its handler class and overrides
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from typing import Any, Self
 
 
 class FakeServer:
@@ -66,3 +67,13 @@ class FakeServer:
 
     def _release(self) -> None:
         """Wake requests the fake holds open; `stopped` is already set."""
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    """Answer a request with `body` as JSON."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -23,7 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, send_json
+from tests.support import wait_until
 
 TOKEN = "123:abc"
 BOT_ID = 7000001
@@ -239,13 +240,7 @@ class FakeTelegram(FakeServer):
     @staticmethod
     def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         """Poll `predicate` until it returns something truthy."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}")
+        return wait_until(predicate, timeout, what)
 
     # The Bot API
 
@@ -489,12 +484,7 @@ def _handler(fake: FakeTelegram) -> type[BaseHTTPRequestHandler]:
             self._reply(status, body)
 
         def _reply(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, body)
 
     return Handler
 

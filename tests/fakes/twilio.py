@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import re
 import threading
 import time
@@ -23,7 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, send_json
 
 MESSAGES = "/2010-04-01/Accounts/{sid}/Messages.json"
 ACCOUNT = "/2010-04-01/Accounts/{sid}.json"
@@ -258,11 +257,6 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             return False
 
         def _json(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, payload)
 
     return Handler
